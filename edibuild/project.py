@@ -1,0 +1,74 @@
+"""The validated, frozen form of a project: what every stage reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edibuild.errors import Location
+
+# JSON-compatible data (dicts, lists, str, int, float, bool, None).
+Json = Any
+
+
+@dataclass(frozen=True)
+class Node:
+    """One ordered plugin entry (`100_base_system: {path: ..., parameters: ...}`)."""
+
+    key: str
+    path: Path
+    parameters: Mapping[str, Json] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """How the root file system is bootstrapped from a Debian mirror."""
+
+    architecture: str
+    suite: str
+    mirror: str
+    components: tuple[str, ...] = ("main",)
+    variant: str = "minbase"
+    packages: tuple[str, ...] = ()
+    keyring: Path | None = None
+    tool: str = "debootstrap"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A fully rendered, merged and validated project."""
+
+    name: str
+    file: Path
+    description: str
+    parameters: Mapping[str, Json]
+    bootstrap: Bootstrap
+    lxd_profiles: tuple[Node, ...]
+    playbooks: tuple[Node, ...]
+    # The whole merged configuration as plain JSON data (what `config:NAME` prints);
+    # sections that later stages own (layout, mender, ...) are read from here.
+    sections: Mapping[str, Json]
+    # Key path -> where it was last set; used to point errors at a file and line.
+    locations: Mapping[tuple[str, ...], Location] = field(default_factory=dict)
+
+    def where(self, *keys: str) -> Location:
+        """Return the location of the deepest known prefix of `keys` (the project file else)."""
+        for end in range(len(keys), 0, -1):
+            loc = self.locations.get(tuple(keys[:end]))
+            if loc is not None:
+                return loc
+        return Location(self.file)
+
+    def section(self, name: str) -> Json:
+        """Return a top-level section of the merged configuration, or None."""
+        return self.sections.get(name)
+
+    @property
+    def plugin_files(self) -> tuple[Path, ...]:
+        """Every plugin file the project uses (playbooks, profiles, keyrings, ...)."""
+        files = [n.path for n in self.lxd_profiles + self.playbooks]
+        if self.bootstrap.keyring is not None:
+            files.append(self.bootstrap.keyring)
+        return tuple(files)

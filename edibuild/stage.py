@@ -1,0 +1,129 @@
+"""The shape every pipeline stage has, and the context its build function receives."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edibuild import run as runner
+from edibuild.project import Json, Project
+from edibuild.run import StrPath
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A host command a stage needs, and the Debian package that provides it."""
+
+    command: str
+    package: str
+
+
+def _always(project: Project) -> bool:
+    return True
+
+
+def _nothing(project: Project) -> tuple[Path, ...]:
+    return ()
+
+
+def _no_tools(project: Project) -> tuple[Tool, ...]:
+    return ()
+
+
+def _intact(project: Project, info: Mapping[str, Json]) -> bool:
+    return True
+
+
+def _no_external(project: Project) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline, declared as data plus a build function.
+
+    - `outputs(project)`: artifact name -> file name under artifacts/<project>/.
+    - `config(project)`: the JSON slice of configuration the outputs depend on.
+    - `plugins(project)`: files whose *content* the outputs depend on.
+    - `build(ctx)`: writes every output to `ctx.output(name)`; returns JSON info kept
+      in the stage manifest (package lists, digests, ...).
+    - `intact(project, info)`: False when external state the outputs stand for (an LXD
+      image, say) is gone, so the stage must run again.
+    - `clean_external(project)`: removes external state the stage created for the project.
+    """
+
+    name: str
+    doc: str
+    upstream: tuple[str, ...]
+    outputs: Callable[[Project], Mapping[str, str]]
+    config: Callable[[Project], Json]
+    build: Callable[[StageContext], Json]
+    enabled: Callable[[Project], bool] = _always
+    plugins: Callable[[Project], tuple[Path, ...]] = _nothing
+    tools: Callable[[Project], tuple[Tool, ...]] = _no_tools
+    intact: Callable[[Project, Mapping[str, Json]], bool] = _intact
+    clean_external: Callable[[Project], None] = _no_external
+    needs_root: bool = True
+    # Part of the image outputs: cleaned by `doit clean image:NAME` (bootstrap and the
+    # container stages are kept).
+    image_output: bool = False
+
+    @property
+    def code_version(self) -> str:
+        """Digest of the module that defines the build function (its 'code version')."""
+        module = inspect.getmodule(self.build)
+        source = inspect.getsource(module) if module is not None else self.name
+        return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+@dataclass
+class StageContext:
+    """What a stage's build function gets: its project, inputs, scratch space and log."""
+
+    project: Project
+    stage: Stage
+    key: str
+    workdir: Path
+    log: Path
+    inputs: Mapping[str, Mapping[str, Path]]
+    input_info: Mapping[str, Mapping[str, Json]]
+    source_date_epoch: int
+    output_names: Mapping[str, str] = field(default_factory=dict)
+
+    def output(self, name: str) -> Path:
+        """Path where the build must write output `name` (renamed into the cache after)."""
+        if name not in self.output_names:
+            raise KeyError(f"stage {self.stage.name} declares no output {name!r}")
+        return self.workdir / "out" / self.output_names[name]
+
+    def input(self, stage: str, name: str) -> Path:
+        """Path of output `name` of upstream `stage` (read-only: never modify it)."""
+        return self.inputs[stage][name]
+
+    def info(self, stage: str) -> Mapping[str, Json]:
+        """The info an upstream stage returned from its build (package lists, ...)."""
+        return self.input_info[stage]
+
+    def scratch(self, name: str) -> Path:
+        """A scratch path inside the stage's work directory (removed after the build)."""
+        return self.workdir / name
+
+    def run(
+        self,
+        argv: Sequence[StrPath],
+        *,
+        cwd: StrPath | None = None,
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Run a command with its output going to this stage's log."""
+        runner.run(argv, log=self.log, cwd=cwd, env=env, input=input, timeout=timeout)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for reproducible output (SOURCE_DATE_EPOCH and a fixed locale)."""
+        return {"SOURCE_DATE_EPOCH": str(self.source_date_epoch), "LC_ALL": "C.UTF-8"}
