@@ -1,0 +1,119 @@
+"""Load project files into validated, frozen Project objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from edibuild.config.host import BUILTIN_PREFIX, Host
+from edibuild.config.layers import expand_includes, read_layer, read_overlays
+from edibuild.config.merge import deep_merge, merge_layers
+from edibuild.config.plugins import NODE_SECTIONS, node_section
+from edibuild.config.suggest import expect_mapping
+from edibuild.config.validate import (
+    TOP_LEVEL_KEYS,
+    bootstrap,
+    check_description,
+    check_top_level,
+)
+from edibuild.config.yamlpos import KeyPath, Layer
+from edibuild.errors import ConfigError, Location
+from edibuild.project import Json, Node, Project
+
+
+def load_project(path: Path, *, shipped_dir: Path, host: Host | None = None) -> Project:
+    """Render, merge and validate one project file (the project name is the file stem)."""
+    file = path.resolve()
+    shipped = shipped_dir.resolve()
+    host = host or Host.detect()
+    builtins = host.builtins(file)
+    own = read_layer(file, builtins)
+    overlays = read_overlays(file.parent, host, builtins)
+    parameters = _parameters([own, *overlays], builtins)
+    includes = expand_includes(own, {**builtins, **parameters}, shipped, (file,))
+    data, locations = merge_layers([*includes, own, *overlays])
+    data.pop("include", None)
+    return _project(file, shipped, data, locations, parameters)
+
+
+def load_projects(
+    projects_dir: Path, *, shipped_dir: Path, host: Host | None = None
+) -> tuple[Project, ...]:
+    """Load every projects_dir/*.yml (not subfolders), sorted by name."""
+    host = host or Host.detect()
+    files = sorted(projects_dir.glob("*.yml"), key=lambda file: file.stem)
+    return tuple(load_project(file, shipped_dir=shipped_dir, host=host) for file in files)
+
+
+def _parameters(layers: list[Layer], builtins: Mapping[str, Json]) -> dict[str, Json]:
+    """Merge the `parameters` of the project file and the overlays; built-ins are reserved."""
+    merged: dict[str, Json] = {}
+    for layer in layers:
+        value = layer.data.get("parameters", {})
+        merged = deep_merge(merged, expect_mapping(value, "parameters", layer.where("parameters")))
+        for name in merged:
+            if name in builtins or name.startswith(BUILTIN_PREFIX):
+                raise ConfigError(
+                    f"parameter {name!r} uses the reserved prefix {BUILTIN_PREFIX!r}",
+                    location=layer.where("parameters", name),
+                    key=f"parameters.{name}",
+                    hint=f"the built-in variables are {', '.join(sorted(builtins))}; rename it",
+                )
+    return merged
+
+
+def _project(
+    file: Path,
+    shipped: Path,
+    data: dict[str, Json],
+    locations: dict[KeyPath, Location],
+    parameters: dict[str, Json],
+) -> Project:
+    """Validate merged data and build the frozen Project."""
+
+    def where(*keys: str) -> Location:
+        for end in range(len(keys), 0, -1):
+            found = locations.get(tuple(keys[:end]))
+            if found is not None:
+                return found
+        return Location(file)
+
+    check_top_level(data, where)
+    dirs = (file.parent, shipped)
+    nodes: dict[str, tuple[Node, ...]] = {}
+    for section in NODE_SECTIONS:
+        if section in data:
+            data[section], nodes[section] = node_section(section, data[section], where, dirs)
+    boot = bootstrap(data.get("bootstrap"), where, dirs)
+    if boot.keyring is not None:
+        data["bootstrap"] = {**data["bootstrap"], "keyring": str(boot.keyring)}
+    prefixes = {(section,) for section in NODE_SECTIONS}
+    kept = {p: loc for p, loc in locations.items() if p[:1] not in prefixes or _alive(data, p)}
+    return Project(
+        name=file.stem,
+        file=file,
+        description=check_description(data.get("description"), where, file.stem),
+        parameters=parameters,
+        bootstrap=boot,
+        lxd_profiles=nodes.get("lxd_profiles", ()),
+        playbooks=nodes.get("playbooks", ()),
+        sections=_ordered(data),
+        locations=kept,
+    )
+
+
+def _ordered(data: dict[str, Json]) -> dict[str, Json]:
+    """Return the sections in the documented order (stable `config:NAME` output)."""
+    return {key: data[key] for key in TOP_LEVEL_KEYS if key in data}
+
+
+def _alive(data: Json, path: KeyPath) -> bool:
+    """Say whether a key path still exists (skipped nodes are gone)."""
+    for key in path:
+        if isinstance(data, dict) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and key.isdigit() and int(key) < len(data):
+            data = data[int(key)]
+        else:
+            return False
+    return True

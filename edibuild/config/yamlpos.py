@@ -1,0 +1,164 @@
+"""Parse YAML safely into plain JSON data while recording the line of every key."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edibuild.config.keys import key_at_line
+from edibuild.config.render import Rendered
+from edibuild.errors import ConfigError, Location
+from edibuild.project import Json
+
+KeyPath = tuple[str, ...]
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MAX_DEPTH = 64
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
+@dataclass
+class Layer:
+    """One parsed file: its data and where each key path (list items as "0", "1") was set."""
+
+    file: Path
+    data: dict[str, Json]
+    locations: dict[KeyPath, Location] = field(default_factory=dict)
+
+    def where(self, *keys: str) -> Location:
+        """Return the location of a key path in this file (the file itself if unknown)."""
+        return self.locations.get(tuple(keys), Location(self.file))
+
+
+def parse(rendered: Rendered, file: Path) -> Layer:
+    """Parse rendered YAML into a Layer; a top-level mapping (or nothing) is required."""
+    loader = _Loader(rendered.text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as error:
+        raise _syntax_error(error, rendered, file) from None
+    finally:
+        loader.dispose()
+    layer = Layer(file, {})
+    if root is None:
+        return layer
+    builder = _Builder(loader, layer, rendered)
+    data = builder.value(root, (), 0)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"a project file must be a mapping of sections, got {describe(data)}",
+            location=Location(file, builder.line(root)),
+            hint="write `section: value` lines, e.g. `bootstrap:` at the start of a line",
+        )
+    layer.data = data
+    return layer
+
+
+def describe(value: Json) -> str:
+    """Name a value's type the way a YAML user thinks of it ('a string', 'a list')."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    names |= {list: "a list", dict: "a mapping", type(None): "nothing (null)"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _syntax_error(error: yaml.MarkedYAMLError, rendered: Rendered, file: Path) -> ConfigError:
+    """Turn a PyYAML error into a ConfigError pointing at the user's line."""
+    mark = error.problem_mark or error.context_mark
+    line = rendered.source_line(mark.line + 1) if mark is not None else None
+    text = error.problem or "invalid YAML"
+    if error.context:
+        text = f"{text} ({error.context})"
+    key = key_at_line(rendered.text, mark.line + 1) if mark is not None else None
+    return ConfigError(
+        f"YAML syntax error: {text}",
+        location=Location(file, line),
+        key=key,
+        hint="check indentation (spaces, not tabs), colons and quotes here and on the line above",
+    )
+
+
+class _Builder:
+    """Walk PyYAML nodes, build plain data and record key locations."""
+
+    def __init__(self, loader: yaml.SafeLoader, layer: Layer, rendered: Rendered) -> None:
+        self.loader = loader
+        self.layer = layer
+        self.rendered = rendered
+
+    def line(self, node: yaml.Node) -> int | None:
+        """Return the source line of a node."""
+        return self.rendered.source_line(node.start_mark.line + 1)
+
+    def error(self, message: str, node: yaml.Node, path: KeyPath, hint: str) -> ConfigError:
+        """Build a ConfigError for a node."""
+        location = Location(self.layer.file, self.line(node))
+        return ConfigError(message, location=location, key=".".join(path) or None, hint=hint)
+
+    def value(self, node: yaml.Node, path: KeyPath, depth: int) -> Json:
+        """Convert one node (recursively) to JSON data."""
+        if depth > _MAX_DEPTH:
+            raise self.error("nested too deeply (a recursive alias?)", node, path, "remove it")
+        if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_TAGS:
+            raise self.error(
+                f"unsupported YAML type {node.tag}", node, path, "use plain lists and mappings"
+            )
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                item_path = (*path, str(index))
+                self.layer.locations[item_path] = Location(self.layer.file, self.line(item))
+                items.append(self.value(item, item_path, depth + 1))
+            return items
+        return self.scalar(node, path)
+
+    def mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Json]:
+        """Convert a mapping node; reject duplicate and non-string keys."""
+        seen: dict[str, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.key(key_node, path)
+            if key in seen:
+                first = self.line(seen[key])
+                raise self.error(
+                    f"key set twice in the same mapping (first on line {first})",
+                    key_node, (*path, key), "delete one of the two",
+                )  # fmt: skip
+            seen[key] = key_node
+        self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+        result: dict[str, Json] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node, path)
+            self.layer.locations[(*path, key)] = Location(self.layer.file, self.line(key_node))
+            result[key] = self.value(value_node, (*path, key), depth + 1)
+        return result
+
+    def key(self, node: yaml.Node, path: KeyPath) -> str:
+        """Return a mapping key, which must be a string."""
+        key = self.scalar(node, path) if isinstance(node, yaml.ScalarNode) else node
+        if not isinstance(key, str):
+            raise self.error(
+                f"keys must be strings, got {describe(key)}",
+                node, path, 'quote the key ("100":), or better name it (100_name:)',
+            )  # fmt: skip
+        return key
+
+    def scalar(self, node: yaml.Node, path: KeyPath) -> Json:
+        """Construct a scalar and keep it JSON-compatible (dates become ISO strings)."""
+        value = self.loader.construct_object(node, deep=True)
+        if isinstance(value, datetime.date):
+            return value.isoformat()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error("infinite or NaN numbers are not allowed", node, path, "quote it")
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        raise self.error(
+            f"unsupported YAML value of type {type(value).__name__} ({node.tag})",
+            node, path, "use plain strings, numbers, booleans, lists and mappings",
+        )  # fmt: skip
