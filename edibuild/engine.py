@@ -1,0 +1,331 @@
+"""Turn projects and stages into doit tasks, and run one stage with the cache.
+
+Each (stage, project) pair becomes the doit task `STAGE:PROJECT`. Its up-to-date check
+covers everything its output depends on: upstream output digests (file_dep on the
+upstream pointers), plugin file contents (file_dep), the stage's configuration slice and
+code version (one config_changed), and that its outputs (and any external state) are
+still there. Its action computes the input key, reuses a cache entry when one exists, and
+otherwise builds into scratch space and stores the result atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from edibuild.errors import EdibuildError, StageFailed
+from edibuild.fsutil import digest_json, read_json, sha256_file
+from edibuild.project import Json, Project
+from edibuild.run import say
+from edibuild.stage import Stage, StageContext, Tool
+from edibuild.store import Cache, Entry, ProjectArtifacts
+from edibuild.workspace import Workspace
+
+DEFAULT_SOURCE_DATE_EPOCH = 1704067200  # 2024-01-01T00:00:00Z, when a project sets none
+
+TaskDict = dict[str, Any]
+
+
+def doit_config(workspace: Workspace) -> dict[str, Any]:
+    """The DOIT_CONFIG that closes doit's traps (see research/doit-and-style.md 1.11)."""
+    return {
+        "backend": "sqlite3",
+        "dep_file": os.fspath(workspace.state_file),
+        "par_type": "thread",
+        "default_tasks": [],
+        "minversion": "0.37.0",
+        "action_string_formatting": "new",
+    }
+
+
+def source_date_epoch(project: Project) -> int:
+    """The timestamp outputs are clamped to: the project's, SOURCE_DATE_EPOCH, or a default."""
+    export = project.section("export") or {}
+    value = export.get("source_date_epoch") or os.environ.get("SOURCE_DATE_EPOCH")
+    return int(value) if value else DEFAULT_SOURCE_DATE_EPOCH
+
+
+class Engine:
+    """The pipeline applied to a set of projects, as doit task creators and actions."""
+
+    def __init__(self, workspace: Workspace, projects: Sequence[Project],
+                 stages: Sequence[Stage]) -> None:  # fmt: skip
+        self.workspace = workspace
+        self.projects = tuple(projects)
+        self.stages = tuple(stages)
+        self.cache = Cache(workspace.cache_dir)
+
+    # -- planning --------------------------------------------------------------------
+
+    def enabled_stages(self, project: Project) -> list[Stage]:
+        """Stages that run for a project: enabled, with every upstream enabled too."""
+        enabled: dict[str, Stage] = {}
+        for stage in self.stages:
+            if all(u in enabled for u in stage.upstream) and stage.enabled(project):
+                enabled[stage.name] = stage
+        return list(enabled.values())
+
+    def artifacts(self, project: Project) -> ProjectArtifacts:
+        """The artifact directory of a project."""
+        return ProjectArtifacts(self.workspace.artifacts_dir, project.name)
+
+    def stage_task(self, project: Project, stage: Stage) -> TaskDict:
+        """The doit task dict of one stage of one project."""
+        arts = self.artifacts(project)
+        slice_ = {"stage": stage.name, "code": stage.code_version, "config": stage.config(project)}
+        return {
+            "basename": stage.name,
+            "name": project.name,
+            "doc": f"{stage.doc}",
+            "actions": [functools.partial(self.run_stage, project, stage)],
+            "file_dep": [os.fspath(arts.pointer(u)) for u in stage.upstream]
+            + [os.fspath(p) for p in stage.plugins(project)],
+            "targets": [os.fspath(arts.pointer(stage.name))],
+            "uptodate": [config_changed(slice_), functools.partial(self.intact, project, stage)],
+            "setup": [f"_preflight:{project.name}"],
+            "clean": [functools.partial(self.clean_stage, project, stage)],
+        }
+
+    def image_task(self, project: Project) -> TaskDict:
+        """`image:NAME`: every artifact of the project; cleaning it keeps bootstrap and container."""
+        arts = self.artifacts(project)
+        stages = self.enabled_stages(project)
+        outputs = [s for s in stages if s.image_output]
+        return {
+            "basename": "image",
+            "name": project.name,
+            "doc": project.description,
+            "actions": [functools.partial(self.report, project)],
+            "file_dep": [os.fspath(arts.pointer(s.name)) for s in stages],
+            "clean": [functools.partial(self.clean_stages, project, outputs)],
+            "verbosity": 2,
+        }
+
+    def creators(self) -> dict[str, Callable[[], Iterator[TaskDict]]]:
+        """doit task creators (`task_<stage>` functions) for every stage and helper."""
+        result = {f"task_{s.name}": _creator(self._stage_tasks, s) for s in self.stages}
+        result["task_image"] = _creator(self._image_tasks)
+        result["task_config"] = _creator(self._show_tasks, "config")
+        result["task_plugins"] = _creator(self._show_tasks, "plugins")
+        result["task__preflight"] = _creator(self._preflight_tasks)
+        return result
+
+    def _stage_tasks(self, stage: Stage) -> Iterator[TaskDict]:
+        yield {"basename": stage.name, "name": None, "doc": stage.doc}
+        for project in self.projects:
+            if stage in self.enabled_stages(project):
+                yield self.stage_task(project, stage)
+
+    def _image_tasks(self) -> Iterator[TaskDict]:
+        yield {"basename": "image", "name": None, "doc": "Build every artifact of a project"}
+        for project in self.projects:
+            yield self.image_task(project)
+
+    def _show_tasks(self, what: str) -> Iterator[TaskDict]:
+        docs = {"config": "Print the merged configuration of a project (edi --config)",
+                "plugins": "List the plugin files a project uses (edi --plugins)"}  # fmt: skip
+        yield {"basename": what, "name": None, "doc": docs[what]}
+        for project in self.projects:
+            yield {"basename": what, "name": project.name, "doc": docs[what],
+                   "actions": [functools.partial(show, what, project)],
+                   "uptodate": [False], "verbosity": 2}  # fmt: skip
+
+    def _preflight_tasks(self) -> Iterator[TaskDict]:
+        for project in self.projects:
+            yield {"basename": "_preflight", "name": project.name,
+                   "doc": "Check root, host tools and emulation before a stage runs",
+                   "actions": [functools.partial(self.preflight, project)],
+                   "uptodate": [False], "verbosity": 2}  # fmt: skip
+
+    # -- checks ----------------------------------------------------------------------
+
+    def intact(self, project: Project, stage: Stage) -> bool:
+        """Up-to-date probe: the outputs are present and any external state still exists."""
+        arts = self.artifacts(project)
+        if not arts.intact(stage.name):
+            return False
+        manifest = read_json(arts.manifest(stage.name)) or {}
+        return bool(stage.intact(project, manifest.get("info") or {}))
+
+    def preflight(self, project: Project) -> TaskFailed | None:
+        """Fail early, before anything is written, when the host cannot build the project."""
+        stages = self.enabled_stages(project)
+        try:
+            check_root(project, stages)
+            check_tools([(s.name, t) for s in stages for t in s.tools(project)])
+            arrange_emulation(project)
+        except EdibuildError as exc:
+            return TaskFailed(str(exc))
+        return None
+
+    # -- running ---------------------------------------------------------------------
+
+    def run_stage(self, project: Project, stage: Stage) -> TaskFailed | None:
+        """The doit action of a stage task: reuse or build, then install atomically."""
+        try:
+            self._run_stage(project, stage)
+        except EdibuildError as exc:
+            return TaskFailed(f"{stage.name}:{project.name}: {exc}")
+        return None
+
+    def _run_stage(self, project: Project, stage: Stage) -> None:
+        arts = self.artifacts(project)
+        inputs, infos, digests = self._upstream(project, stage, arts)
+        plugins = [sha256_file(p) for p in stage.plugins(project)]
+        config = stage.config(project)
+        key = digest_json({"stage": stage.name, "code": stage.code_version, "config": config,
+                           "plugins": plugins, "upstream": digests})  # fmt: skip
+        started = time.monotonic()
+        entry = self.cache.lookup(stage.name, key)
+        if entry is not None and not stage.intact(project, entry.info or {}):
+            self.cache.forget(stage.name, key)
+            entry = None
+        reused = entry is not None
+        if entry is None:
+            entry = self._build(project, stage, key, inputs, infos, arts)
+        else:
+            say(f"{stage.name}:{project.name}: reused from the cache (key {key[:12]})")
+        names = stage.outputs(project)
+        entry = dataclasses.replace(entry, outputs={
+            n: dataclasses.replace(o, file=names[n]) for n, o in entry.outputs.items()})  # fmt: skip
+        manifest = {"stage": stage.name, "project": project.name, "key": key,
+                    "code_version": stage.code_version, "config": config,
+                    "plugins": {os.fspath(p): d for p, d in zip(stage.plugins(project), plugins,
+                                                                strict=True)},
+                    "upstream": digests, "info": entry.info, "reused": reused,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "outputs": {n: o.as_json() for n, o in entry.outputs.items()}}  # fmt: skip
+        arts.install(self.cache, entry, manifest)
+
+    def _upstream(self, project: Project, stage: Stage, arts: ProjectArtifacts) -> tuple[
+        dict[str, dict[str, Path]], dict[str, Json], dict[str, dict[str, str]]
+    ]:
+        inputs: dict[str, dict[str, Path]] = {}
+        infos: dict[str, Json] = {}
+        digests: dict[str, dict[str, str]] = {}
+        for up in stage.upstream:
+            outputs = arts.outputs(up)
+            if outputs is None:
+                raise StageFailed(f"the {up} stage has no outputs",
+                                  hint=f"run `doit {up}:{project.name}` first")  # fmt: skip
+            inputs[up] = {n: arts.dir / o.file for n, o in outputs.items()}
+            digests[up] = {n: o.sha256 for n, o in sorted(outputs.items())}
+            infos[up] = (read_json(arts.manifest(up)) or {}).get("info") or {}
+        return inputs, infos, digests
+
+    def _build(self, project: Project, stage: Stage, key: str,
+               inputs: Mapping[str, Mapping[str, Path]], infos: Mapping[str, Json],
+               arts: ProjectArtifacts) -> Entry:  # fmt: skip
+        log = arts.log(stage.name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"# {stage.name}:{project.name} key {key}\n")
+        names = stage.outputs(project)
+        with self.cache.scratch(stage.name, project.name) as work:
+            (work / "out").mkdir()
+            ctx = StageContext(project=project, stage=stage, key=key, workdir=work, log=log,
+                               inputs=inputs, input_info=infos,
+                               source_date_epoch=source_date_epoch(project),
+                               output_names=names)  # fmt: skip
+            say(f"{stage.name}:{project.name}: building (log: {log})")
+            info = stage.build(ctx)
+            files = {n: ctx.output(n) for n in names}
+            missing = [os.fspath(p) for p in files.values() if not p.is_file()]
+            if missing:
+                raise StageFailed(f"the stage did not write its outputs: {', '.join(missing)}")
+            return self.cache.store(stage.name, key, files, info)
+
+    # -- cleaning and reporting ------------------------------------------------------
+
+    def clean_stage(self, project: Project, stage: Stage, dryrun: bool = False) -> None:
+        """Remove a stage's artifacts, its cache entry and external state it created."""
+        arts = self.artifacts(project)
+        if dryrun:
+            outputs = arts.outputs(stage.name) or {}
+            for out in outputs.values():
+                print(f"{stage.name}:{project.name} - would remove {arts.dir / out.file}")
+            return
+        key = arts.installed_key(stage.name)
+        for path in arts.remove(stage.name):
+            print(f"{stage.name}:{project.name} - removed {path}")
+        if key is not None:
+            self.cache.forget(stage.name, key)
+        stage.clean_external(project)
+
+    def clean_stages(self, project: Project, stages: Sequence[Stage], dryrun: bool = False) -> None:
+        """Clean several stages of a project (the image outputs, for `clean image:NAME`)."""
+        for stage in stages:
+            self.clean_stage(project, stage, dryrun=dryrun)
+
+    def report(self, project: Project) -> None:
+        """Print the artifacts of a project with their sizes."""
+        arts = self.artifacts(project)
+        print(f"{project.name}: artifacts in {arts.dir}")
+        for stage in self.enabled_stages(project):
+            for out in (arts.outputs(stage.name) or {}).values():
+                print(f"  {out.file:<40} {out.size / 1e6:10.1f} MB  ({stage.name})")
+
+
+def _creator(method: Callable[..., Iterator[TaskDict]], *args: Any) -> Callable[
+    [], Iterator[TaskDict]
+]:
+    """Wrap a bound method as a plain function: doit only collects functions named task_*."""
+
+    def create() -> Iterator[TaskDict]:
+        return method(*args)
+
+    return create
+
+
+def show(what: str, project: Project) -> None:
+    """Print a project's merged configuration or its plugin list."""
+    from edibuild.config import describe_plugins, dump_config
+
+    print(dump_config(project) if what == "config" else describe_plugins(project))
+
+
+def check_root(project: Project, stages: Sequence[Stage]) -> None:
+    """Builds need root today (debootstrap, LXD, file owners in images): say so clearly."""
+    needing = [s.name for s in stages if s.needs_root]
+    if needing and os.geteuid() != 0:
+        raise EdibuildError(
+            f"building {project.name} needs root (stages: {', '.join(needing)})",
+            hint="run it with sudo; rootless builds (mmdebstrap unshare, the lxd group) "
+            "are on the roadmap",
+        )
+
+
+def check_tools(needs: Sequence[tuple[str, Tool]]) -> None:
+    """Raise ToolMissing naming every missing command, its stage and its Debian package."""
+    from edibuild.errors import ToolMissing
+
+    missing = [(stage, t) for stage, t in needs if shutil.which(t.command) is None]
+    if not missing:
+        return
+    lines = [f"{t.command} (needed by {stage}, Debian package {t.package})" for stage, t in missing]
+    packages = " ".join(sorted({t.package for _, t in missing}))
+    raise ToolMissing("missing host tools: " + "; ".join(dict.fromkeys(lines)),
+                      hint=f"install them with: apt-get install {packages}")  # fmt: skip
+
+
+def arrange_emulation(project: Project) -> None:
+    """Make sure foreign-architecture binaries run (qemu-user-static through binfmt)."""
+    from edibuild.host.emulation import ensure_emulation
+
+    for sentence in ensure_emulation(project.bootstrap.architecture):
+        say(sentence)
+
+
+def fail_at_load(error: EdibuildError) -> None:
+    """Report a bad project before anything runs, and exit non-zero."""
+    print(f"edibuild: error: {error}", file=sys.stderr)
+    raise SystemExit(3)

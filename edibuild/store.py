@@ -1,0 +1,245 @@
+"""The content-addressed artifact store and the per-project artifact directories.
+
+Layout (principle 3 of the design: content addressed):
+  <cache>/blobs/ab/<sha256>          immutable outputs, named by their content
+  <cache>/keys/<stage>/<key>.json    input key -> output digests and info (action cache)
+  <cache>/tmp/<stage>-<project>-<pid>-<n>/   scratch space of running builds
+  <artifacts>/<project>/<file>       hard links to the blobs: what users flash and ship
+  <artifacts>/<project>/.state/<stage>.json   the doit target: output digests only, so an
+                                     identical rebuild leaves it unchanged (early cut-off)
+  <artifacts>/<project>/.state/<stage>.key    the input key of the installed outputs
+  <artifacts>/<project>/<stage>.manifest.json  everything about the build, for people
+  <artifacts>/<project>/log/<stage>.log       the full log of the last run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edibuild.fsutil import read_json, remove_tree, sha256_file, unlink, write_atomic, write_json
+from edibuild.project import Json
+from edibuild.run import run
+
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class Output:
+    """One stored output: its file name for users, digest and size."""
+
+    file: str
+    sha256: str
+    size: int
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the pointer form (no timestamps, so identical bytes compare equal)."""
+        return {"file": self.file, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A cache entry: what a stage produced for one input key."""
+
+    stage: str
+    key: str
+    outputs: Mapping[str, Output]
+    info: Json
+
+
+class Cache:
+    """A directory of blobs and action-cache entries, safe to share between builds."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def blob(self, sha256: str) -> Path:
+        """Path of the blob with this digest."""
+        return self.root / "blobs" / sha256[:2] / sha256
+
+    def entry_path(self, stage: str, key: str) -> Path:
+        """Path of the action-cache entry of `stage` for input `key`."""
+        return self.root / "keys" / stage / f"{key}.json"
+
+    def lookup(self, stage: str, key: str) -> Entry | None:
+        """Return the entry if it exists and every blob is present and untouched."""
+        data = read_json(self.entry_path(stage, key))
+        if not isinstance(data, dict):
+            return None
+        outputs: dict[str, Output] = {}
+        for name, out in data.get("outputs", {}).items():
+            try:
+                st = self.blob(out["sha256"]).stat()
+            except OSError:
+                return None
+            if st.st_size != out["size"] or st.st_mtime_ns != out["mtime_ns"]:
+                # Someone wrote to the blob (through a hard link, say): never trust it again.
+                self.forget(stage, key)
+                return None
+            outputs[name] = Output(out["file"], out["sha256"], out["size"])
+        with contextlib.suppress(OSError):
+            os.utime(self.entry_path(stage, key))  # least recently used, for trimming
+        return Entry(stage, key, outputs, data.get("info"))
+
+    def store(self, stage: str, key: str, files: Mapping[str, Path], info: Json) -> Entry:
+        """Move finished output files into blobs and record the entry (entry last)."""
+        outputs: dict[str, Any] = {}
+        for name, path in files.items():
+            digest = sha256_file(path)
+            blob = self.blob(digest)
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            if blob.exists():
+                path.unlink()
+            else:
+                os.chmod(path, 0o444)
+                os.replace(path, blob)
+            st = blob.stat()
+            outputs[name] = {
+                "file": path.name,
+                "sha256": digest,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+            }
+        record = {"stage": stage, "key": key, "outputs": outputs, "info": info,
+                  "created": time.time()}  # fmt: skip
+        write_json(self.entry_path(stage, key), record)
+        entry = self.lookup(stage, key)
+        assert entry is not None
+        return entry
+
+    def forget(self, stage: str, key: str) -> None:
+        """Drop an action-cache entry (its blobs stay until the cache is trimmed)."""
+        unlink(self.entry_path(stage, key))
+
+    @contextlib.contextmanager
+    def scratch(self, stage: str, project: str) -> Iterator[Path]:
+        """A fresh scratch directory on the cache's file system, removed afterwards."""
+        base = self.root / "tmp"
+        self.remove_stale_scratch(stage, project)
+        path = base / f"{stage}-{project}-{os.getpid()}-{next(_counter)}"
+        path.mkdir(parents=True)
+        try:
+            yield path
+        finally:
+            remove_tree(path)
+
+    def remove_stale_scratch(self, stage: str, project: str) -> None:
+        """Remove scratch left by a killed build of the same stage and project."""
+        base = self.root / "tmp"
+        if not base.is_dir():
+            return
+        for path in base.glob(f"{stage}-{project}-*"):
+            pid = path.name[len(f"{stage}-{project}-") :].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                remove_tree(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ProjectArtifacts:
+    """The artifact directory of one project: links to blobs, pointers, manifests, logs."""
+
+    def __init__(self, root: Path, project: str) -> None:
+        self.dir = root / project
+
+    def pointer(self, stage: str) -> Path:
+        """The doit target of a stage: its output digests."""
+        return self.dir / ".state" / f"{stage}.json"
+
+    def key_file(self, stage: str) -> Path:
+        """The input key of the stage's installed outputs."""
+        return self.dir / ".state" / f"{stage}.key"
+
+    def manifest(self, stage: str) -> Path:
+        """The human-readable manifest of the stage's last build."""
+        return self.dir / f"{stage}.manifest.json"
+
+    def log(self, stage: str) -> Path:
+        """The log of the stage's last run."""
+        return self.dir / "log" / f"{stage}.log"
+
+    def outputs(self, stage: str) -> dict[str, Output] | None:
+        """The installed outputs of a stage, or None if it has none."""
+        data = read_json(self.pointer(stage))
+        if not isinstance(data, dict):
+            return None
+        return {n: Output(o["file"], o["sha256"], o["size"]) for n, o in data["outputs"].items()}
+
+    def installed_key(self, stage: str) -> str | None:
+        """The input key of the installed outputs, if any."""
+        try:
+            return self.key_file(stage).read_text().strip() or None
+        except OSError:
+            return None
+
+    def intact(self, stage: str) -> bool:
+        """True when every output the pointer names is present with its size."""
+        outputs = self.outputs(stage)
+        if outputs is None:
+            return False
+        for out in outputs.values():
+            try:
+                if (self.dir / out.file).stat().st_size != out.size:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def install(self, cache: Cache, entry: Entry, manifest: Mapping[str, Any]) -> None:
+        """Link an entry's blobs into place; the pointer is removed first and written last."""
+        old = self.outputs(entry.stage) or {}
+        unlink(self.pointer(entry.stage))
+        for out in entry.outputs.values():
+            _link(cache.blob(out.sha256), self.dir / out.file)
+        keep = {o.file for o in entry.outputs.values()}
+        for out in old.values():
+            if out.file not in keep:
+                unlink(self.dir / out.file)
+        write_json(self.manifest(entry.stage), manifest)
+        write_atomic(self.key_file(entry.stage), (entry.key + "\n").encode())
+        pointer = {"stage": entry.stage,
+                   "outputs": {n: o.as_json() for n, o in sorted(entry.outputs.items())}}  # fmt: skip
+        write_json(self.pointer(entry.stage), pointer)
+
+    def remove(self, stage: str) -> list[Path]:
+        """Remove a stage's installed outputs, pointer, key, manifest and log."""
+        removed = []
+        paths = [self.dir / o.file for o in (self.outputs(stage) or {}).values()]
+        paths += [self.pointer(stage), self.key_file(stage), self.manifest(stage), self.log(stage)]
+        for path in paths:
+            if path.exists():
+                _check_inside(path, self.dir)
+                unlink(path)
+                removed.append(path)
+        return removed
+
+
+def _check_inside(path: Path, root: Path) -> None:
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise RuntimeError(f"refusing to touch {path}: outside {root}")
+
+
+def _link(blob: Path, dest: Path) -> None:
+    """Put a blob at dest atomically: a hard link, or a sparse copy across file systems."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    unlink(tmp)
+    try:
+        os.link(blob, tmp)
+    except OSError:
+        run(["cp", "--reflink=auto", "--sparse=always", blob, tmp])
+    os.replace(tmp, dest)

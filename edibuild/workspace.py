@@ -1,0 +1,41 @@
+"""Where a build keeps things: projects, artifacts, the shared cache and doit's state."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The directories of one edibuild checkout (overridable through the environment)."""
+
+    root: Path
+    projects_dir: Path
+    shipped_dir: Path
+    artifacts_dir: Path
+    cache_dir: Path
+    state_file: Path
+
+    @classmethod
+    def from_environment(cls, root: Path | None = None) -> Workspace:
+        """Build the workspace from EDIBUILD_* variables, defaulting to the checkout."""
+        base = (root or Path.cwd()).resolve()
+        env = os.environ
+
+        def pick(var: str, default: Path) -> Path:
+            value = env.get(var)
+            return Path(value).resolve() if value else default
+
+        state_dir = pick("EDIBUILD_STATE", base / ".edibuild")
+        return cls(
+            root=base,
+            projects_dir=pick("EDIBUILD_PROJECTS", REPO / "projects"),
+            shipped_dir=REPO / "projects",
+            artifacts_dir=pick("EDIBUILD_ARTIFACTS", base / "artifacts"),
+            cache_dir=pick("EDIBUILD_CACHE", state_dir / "cache"),
+            state_file=state_dir / "state.sqlite3",
+        )

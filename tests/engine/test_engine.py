@@ -1,0 +1,265 @@
+"""Engine tests: doit in-process on small fake stages (no root, no network)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
+
+from edibuild import doit_ext
+from edibuild.engine import Engine, doit_config
+from edibuild.project import Bootstrap, Node, Project
+from edibuild.stage import Stage, StageContext
+from edibuild.workspace import Workspace
+
+BUILDS: Counter[str] = Counter()
+INTERRUPT: set[str] = set()
+
+
+def _alpha(ctx: StageContext) -> Any:
+    BUILDS["alpha"] += 1
+    ctx.output("text").write_text(ctx.project.sections["alpha"]["value"])
+    return {"length": len(ctx.project.sections["alpha"]["value"])}
+
+
+def _beta(ctx: StageContext) -> Any:
+    BUILDS["beta"] += 1
+    if "beta" in INTERRUPT:
+        ctx.output("text").write_text("half")
+        raise KeyboardInterrupt
+    upstream = ctx.input("alpha", "text").read_text()
+    plugin = ctx.project.playbooks[0].path.read_text()
+    ctx.output("text").write_text(upstream.upper() + plugin)
+    return {"alpha_length": ctx.info("alpha")["length"]}
+
+
+def _gamma(ctx: StageContext) -> Any:
+    BUILDS["gamma"] += 1
+    ctx.output("image").write_text("image of " + ctx.input("beta", "text").read_text())
+    return {}
+
+
+def stages() -> tuple[Stage, ...]:
+    alpha = Stage(name="alpha", doc="First fake stage", upstream=(),
+                  outputs=lambda p: {"text": "alpha.txt"},
+                  config=lambda p: p.sections["alpha"], build=_alpha, needs_root=False)
+    beta = Stage(name="beta", doc="Second fake stage", upstream=("alpha",),
+                 outputs=lambda p: {"text": "beta.txt"}, config=lambda p: {},
+                 plugins=lambda p: tuple(n.path for n in p.playbooks), build=_beta,
+                 needs_root=False)
+    gamma = Stage(name="gamma", doc="Image fake stage", upstream=("beta",),
+                  outputs=lambda p: {"image": f"{p.name}.img"}, config=lambda p: {},
+                  build=_gamma, needs_root=False, image_output=True)
+    return alpha, beta, gamma
+
+
+@dataclass
+class Harness:
+    """A workspace with one or more fake projects, driven through doit in-process."""
+
+    tmp: Path
+    values: dict[str, str]
+    capsys: pytest.CaptureFixture[str]
+    stages: tuple[Stage, ...] = field(default_factory=stages)
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(root=self.tmp, projects_dir=self.tmp / "projects",
+                         shipped_dir=self.tmp / "projects", artifacts_dir=self.tmp / "artifacts",
+                         cache_dir=self.tmp / "cache", state_file=self.tmp / "state.sqlite3")
+
+    def project(self, name: str) -> Project:
+        playbook = self.tmp / "playbook.yml"
+        if not playbook.exists():
+            playbook.write_text("- hosts: all\n")
+        return Project(
+            name=name, file=self.tmp / f"{name}.yml", description=f"Fake project {name}",
+            parameters={}, bootstrap=Bootstrap(architecture=host_arch(), suite="bookworm",
+                                               mirror="http://deb.debian.org/debian"),
+            lxd_profiles=(), playbooks=(Node("100_play", playbook),),
+            sections={"alpha": {"value": self.values.get(name, "hello")}},
+        )
+
+    def doit(self, *args: str, projects: tuple[str, ...] = ("proj",)) -> tuple[int, str]:
+        engine = Engine(self.workspace, [self.project(p) for p in projects], self.stages)
+        config = {**doit_config(self.workspace), "outfile": sys.stdout}
+        namespace: dict[str, Any] = {"DOIT_CONFIG": config}
+        namespace.update(engine.creators())
+        self.capsys.readouterr()
+        code = DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(list(args))
+        captured = self.capsys.readouterr()
+        return code or 0, captured.out + captured.err
+
+    def art(self, rel: str) -> Path:
+        return self.tmp / "artifacts" / "proj" / rel
+
+
+def host_arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
+@pytest.fixture
+def h(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Harness]:
+    doit_ext.install()
+    BUILDS.clear()
+    INTERRUPT.clear()
+    yield Harness(tmp_path, {}, capsys)
+
+
+def test_first_run_builds_everything_and_second_run_nothing(h: Harness) -> None:
+    code, _ = h.doit("image:proj")
+    assert code == 0
+    assert BUILDS == Counter(alpha=1, beta=1, gamma=1)
+    assert h.art("proj.img").read_text() == "image of HELLO- hosts: all\n"
+    code, out = h.doit("image:proj")
+    assert code == 0
+    assert BUILDS == Counter(alpha=1, beta=1, gamma=1)
+    assert "-- alpha:proj" in out and "-- gamma:proj" in out
+
+
+def test_config_edit_reruns_that_stage_and_what_depends_on_its_output(h: Harness) -> None:
+    h.doit("image:proj")
+    h.values["proj"] = "bye"
+    h.doit("image:proj")
+    assert BUILDS == Counter(alpha=2, beta=2, gamma=2)
+    assert h.art("proj.img").read_text().startswith("image of BYE")
+
+
+def test_identical_output_cuts_off_downstream(h: Harness) -> None:
+    h.doit("image:proj")
+    # Change the configuration of alpha without changing its output bytes.
+    original = stages()
+
+    def extra_config(p: Project) -> Any:
+        return {**p.sections["alpha"], "comment": "edited"}
+
+    h.stages = (replace(original[0], config=extra_config), *original[1:])
+    code, out = h.doit("image:proj")
+    assert code == 0
+    assert BUILDS == Counter(alpha=2, beta=1, gamma=1)
+    assert "-- beta:proj" in out
+
+
+def test_plugin_edit_reruns_from_the_stage_that_uses_it(h: Harness) -> None:
+    h.doit("image:proj")
+    (h.tmp / "playbook.yml").write_text("- hosts: all\n  tasks: []\n")
+    h.doit("image:proj")
+    assert BUILDS == Counter(alpha=1, beta=2, gamma=2)
+
+
+def test_reverting_a_change_reuses_the_cache(h: Harness) -> None:
+    h.doit("image:proj")
+    h.values["proj"] = "bye"
+    h.doit("image:proj")
+    h.values["proj"] = "hello"
+    code, _ = h.doit("image:proj")
+    assert code == 0
+    assert BUILDS == Counter(alpha=2, beta=2, gamma=2)  # nothing new was built
+    assert h.art("proj.img").read_text().startswith("image of HELLO")
+
+
+def test_second_project_shares_outputs_with_the_same_inputs(h: Harness) -> None:
+    h.doit("image:proj", projects=("proj", "twin"))
+    h.doit("image:twin", projects=("proj", "twin"))
+    assert BUILDS == Counter(alpha=1, beta=1, gamma=1)
+    twin = h.tmp / "artifacts" / "twin" / "twin.img"
+    assert twin.read_text() == h.art("proj.img").read_text()
+    h.doit("image:twin", projects=("proj", "twin"))
+    assert BUILDS == Counter(alpha=1, beta=1, gamma=1)
+    assert twin.is_file()
+
+
+def test_deleted_output_is_rebuilt(h: Harness) -> None:
+    h.doit("image:proj")
+    h.art("beta.txt").unlink()
+    code, _ = h.doit("image:proj")
+    assert code == 0
+    assert h.art("beta.txt").is_file()
+
+
+def test_clean_forget_of_a_stage_rebuilds_it_and_what_follows(h: Harness) -> None:
+    h.doit("image:proj")
+    code, _ = h.doit("clean", "--forget", "beta:proj")
+    assert code == 0
+    assert not h.art("beta.txt").exists()
+    assert h.art("alpha.txt").exists()
+    h.doit("image:proj")
+    # beta really ran again; its bytes are the same, so gamma is cut off (still valid).
+    assert BUILDS == Counter(alpha=1, beta=2, gamma=1)
+    (h.tmp / "playbook.yml").write_text("changed")
+    h.doit("clean", "--forget", "beta:proj")
+    h.doit("image:proj")
+    assert BUILDS == Counter(alpha=1, beta=3, gamma=2)
+
+
+def test_clean_image_keeps_earlier_stages(h: Harness) -> None:
+    h.doit("image:proj")
+    h.doit("clean", "--forget", "image:proj")
+    assert not h.art("proj.img").exists()
+    assert h.art("beta.txt").exists()
+    h.doit("image:proj")
+    assert BUILDS == Counter(alpha=1, beta=1, gamma=2)
+
+
+def test_clean_dep_cleans_the_chain_and_globs_work(h: Harness) -> None:
+    h.doit("image:proj")
+    code, _ = h.doit("clean", "-c", "--forget", "image:pr*")
+    assert code == 0
+    assert not h.art("alpha.txt").exists()
+    h.doit("image:proj")
+    assert BUILDS == Counter(alpha=2, beta=2, gamma=2)
+
+
+def test_interrupted_stage_leaves_nothing_mistaken_for_finished(h: Harness) -> None:
+    h.doit("image:proj")
+    h.values["proj"] = "second"
+    INTERRUPT.add("beta")
+    with pytest.raises(KeyboardInterrupt):
+        h.doit("image:proj")
+    # What is installed is still the earlier, complete build: never the half-written one.
+    assert h.art("beta.txt").read_text() == "HELLO- hosts: all\n"
+    assert list((h.tmp / "cache" / "tmp").iterdir()) == []
+    INTERRUPT.clear()
+    h.values["proj"] = "hello"  # back to the configuration that once succeeded
+    code, _ = h.doit("image:proj")
+    assert code == 0
+    assert h.art("beta.txt").read_text() == "HELLO- hosts: all\n"
+
+
+def test_unique_prefix_selects_a_task_and_ambiguity_lists_candidates(h: Harness) -> None:
+    code, _ = h.doit("alpha:pr")
+    assert code == 0
+    assert BUILDS == Counter(alpha=1)
+    code, out = h.doit("image:", projects=("proj", "twin"))
+    assert code == 3
+    assert "image:proj" in out and "image:twin" in out
+
+
+def test_bare_doit_clean_and_forget_do_nothing(h: Harness) -> None:
+    h.doit("image:proj")
+    for args in ((), ("clean",), ("forget",)):
+        code, _ = h.doit(*args)
+        assert code == 0
+    assert h.art("proj.img").exists()
+    code, out = h.doit("image:proj")
+    assert BUILDS == Counter(alpha=1, beta=1, gamma=1)
+
+
+def test_manifest_records_inputs_and_info(h: Harness) -> None:
+    h.doit("image:proj")
+    manifest = json.loads(h.art("beta.manifest.json").read_text())
+    assert manifest["info"] == {"alpha_length": 5}
+    assert set(manifest["upstream"]) == {"alpha"}
+    assert list(manifest["plugins"].values())[0]
+    assert os.path.samefile(h.art("beta.txt"), h.tmp / "cache" / "blobs"
+                            / manifest["outputs"]["text"]["sha256"][:2]
+                            / manifest["outputs"]["text"]["sha256"])
