@@ -32,8 +32,13 @@ def installed_packages(status: str) -> list[dict[str, str]]:
                 name, _, value = line.partition(":")
                 fields[name] = value.strip()
         if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-            packages.append({"name": fields["Package"], "version": fields.get("Version", ""),
-                             "architecture": fields.get("Architecture", "")})  # fmt: skip
+            packages.append(
+                {
+                    "name": fields["Package"],
+                    "version": fields.get("Version", ""),
+                    "architecture": fields.get("Architecture", ""),
+                }
+            )
     return sorted(packages, key=lambda p: (p["name"], p["architecture"]))
 
 
@@ -58,11 +63,24 @@ def strip_host_state(tree: Path) -> None:
 
 def reproducible_tar(ctx: StageContext, tree: Path, tarball: Path) -> None:
     """Tar a tree with sorted names, numeric owners and clamped times, compressed by zstd."""
-    ctx.run([
-        "tar", "--sort=name", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-        f"--mtime=@{ctx.source_date_epoch}", "--clamp-mtime",
-        "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
-        "--format=posix", "-I", "zstd -T1 -6 --no-progress",
-        "-C", tree, "-cf", tarball, ".",
-    ], env=ctx.env)  # fmt: skip
-
+    ctx.run(
+        [
+            "tar",
+            "--sort=name",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            f"--mtime=@{ctx.source_date_epoch}",
+            "--clamp-mtime",
+            "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+            "--format=posix",
+            "-I",
+            "zstd -T1 -6 --no-progress",
+            "-C",
+            tree,
+            "-cf",
+            tarball,
+            ".",
+        ],
+        env=ctx.env,
+    )

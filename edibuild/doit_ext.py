@@ -97,9 +97,15 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    for module in (doit.cmd_clean, doit.cmd_forget, doit.cmd_ignore, doit.cmd_list,
-                   doit.cmd_resetdep, doit.cmd_base):  # fmt: skip
-        module.check_tasks_exist = _check_tasks_exist  # type: ignore[attr-defined]
+    for module in (
+        doit.cmd_clean,
+        doit.cmd_forget,
+        doit.cmd_ignore,
+        doit.cmd_list,
+        doit.cmd_resetdep,
+        doit.cmd_base,
+    ):
+        module.check_tasks_exist = _check_tasks_exist
     doit.control.TaskControl._process_filter = _process_filter
     doit.cmd_info.Info._execute = _info_execute
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -110,8 +116,10 @@ def install() -> None:
 def _quiet_interrupt(previous: Any) -> Any:
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
         if issubclass(kind, KeyboardInterrupt):
-            print("edibuild: interrupted; finished tasks are saved, partial work removed",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                "edibuild: interrupted; finished tasks are saved, partial work removed",
+                file=sys.stderr,
+            )
             return
         previous(kind, value, tb)
 

@@ -58,8 +58,9 @@ def source_date_epoch(project: Project) -> int:
 class Engine:
     """The pipeline applied to a set of projects, as doit task creators and actions."""
 
-    def __init__(self, workspace: Workspace, projects: Sequence[Project],
-                 stages: Sequence[Stage]) -> None:  # fmt: skip
+    def __init__(
+        self, workspace: Workspace, projects: Sequence[Project], stages: Sequence[Stage]
+    ) -> None:
         self.workspace = workspace
         self.projects = tuple(projects)
         self.stages = tuple(stages)
@@ -97,7 +98,7 @@ class Engine:
         }
 
     def image_task(self, project: Project) -> TaskDict:
-        """`image:NAME`: every artifact of the project; cleaning it keeps bootstrap and container."""
+        """`image:NAME`: every artifact; cleaning it keeps the bootstrap and container stages."""
         arts = self.artifacts(project)
         stages = self.enabled_stages(project)
         outputs = [s for s in stages if s.image_output]
@@ -132,20 +133,31 @@ class Engine:
             yield self.image_task(project)
 
     def _show_tasks(self, what: str) -> Iterator[TaskDict]:
-        docs = {"config": "Print the merged configuration of a project (edi --config)",
-                "plugins": "List the plugin files a project uses (edi --plugins)"}  # fmt: skip
+        docs = {
+            "config": "Print the merged configuration of a project (edi --config)",
+            "plugins": "List the plugin files a project uses (edi --plugins)",
+        }
         yield {"basename": what, "name": None, "doc": docs[what]}
         for project in self.projects:
-            yield {"basename": what, "name": project.name, "doc": docs[what],
-                   "actions": [functools.partial(show, what, project)],
-                   "uptodate": [False], "verbosity": 2}  # fmt: skip
+            yield {
+                "basename": what,
+                "name": project.name,
+                "doc": docs[what],
+                "actions": [functools.partial(show, what, project)],
+                "uptodate": [False],
+                "verbosity": 2,
+            }
 
     def _preflight_tasks(self) -> Iterator[TaskDict]:
         for project in self.projects:
-            yield {"basename": "_preflight", "name": project.name,
-                   "doc": "Check root, host tools and emulation before a stage runs",
-                   "actions": [functools.partial(self.preflight, project)],
-                   "uptodate": [False], "verbosity": 2}  # fmt: skip
+            yield {
+                "basename": "_preflight",
+                "name": project.name,
+                "doc": "Check root, host tools and emulation before a stage runs",
+                "actions": [functools.partial(self.preflight, project)],
+                "uptodate": [False],
+                "verbosity": 2,
+            }
 
     # -- checks ----------------------------------------------------------------------
 
@@ -183,8 +195,15 @@ class Engine:
         inputs, infos, digests = self._upstream(project, stage, arts)
         plugins = [sha256_file(p) for p in stage.plugins(project)]
         config = stage.config(project)
-        key = digest_json({"stage": stage.name, "code": stage.code_version, "config": config,
-                           "plugins": plugins, "upstream": digests})  # fmt: skip
+        key = digest_json(
+            {
+                "stage": stage.name,
+                "code": stage.code_version,
+                "config": config,
+                "plugins": plugins,
+                "upstream": digests,
+            }
+        )
         started = time.monotonic()
         entry = self.cache.lookup(stage.name, key)
         if entry is not None and not stage.intact(project, entry.info or {}):
@@ -196,46 +215,70 @@ class Engine:
         else:
             say(f"{stage.name}:{project.name}: reused from the cache (key {key[:12]})")
         names = stage.outputs(project)
-        entry = dataclasses.replace(entry, outputs={
-            n: dataclasses.replace(o, file=names[n]) for n, o in entry.outputs.items()})  # fmt: skip
-        manifest = {"stage": stage.name, "project": project.name, "key": key,
-                    "code_version": stage.code_version, "config": config,
-                    "plugins": {os.fspath(p): d for p, d in zip(stage.plugins(project), plugins,
-                                                                strict=True)},
-                    "upstream": digests, "info": entry.info, "reused": reused,
-                    "seconds": round(time.monotonic() - started, 3),
-                    "outputs": {n: o.as_json() for n, o in entry.outputs.items()}}  # fmt: skip
+        entry = dataclasses.replace(
+            entry,
+            outputs={n: dataclasses.replace(o, file=names[n]) for n, o in entry.outputs.items()},
+        )
+        manifest = {
+            "stage": stage.name,
+            "project": project.name,
+            "key": key,
+            "code_version": stage.code_version,
+            "config": config,
+            "plugins": {
+                os.fspath(p): d for p, d in zip(stage.plugins(project), plugins, strict=True)
+            },
+            "upstream": digests,
+            "info": entry.info,
+            "reused": reused,
+            "seconds": round(time.monotonic() - started, 3),
+            "outputs": {n: o.as_json() for n, o in entry.outputs.items()},
+        }
         arts.install(self.cache, entry, manifest)
 
-    def _upstream(self, project: Project, stage: Stage, arts: ProjectArtifacts) -> tuple[
-        dict[str, dict[str, Path]], dict[str, Json], dict[str, dict[str, str]]
-    ]:
+    def _upstream(
+        self, project: Project, stage: Stage, arts: ProjectArtifacts
+    ) -> tuple[dict[str, dict[str, Path]], dict[str, Json], dict[str, dict[str, str]]]:
         inputs: dict[str, dict[str, Path]] = {}
         infos: dict[str, Json] = {}
         digests: dict[str, dict[str, str]] = {}
         for up in stage.upstream:
             outputs = arts.outputs(up)
             if outputs is None:
-                raise StageFailed(f"the {up} stage has no outputs",
-                                  hint=f"run `doit {up}:{project.name}` first")  # fmt: skip
+                raise StageFailed(
+                    f"the {up} stage has no outputs", hint=f"run `doit {up}:{project.name}` first"
+                )
             inputs[up] = {n: arts.dir / o.file for n, o in outputs.items()}
             digests[up] = {n: o.sha256 for n, o in sorted(outputs.items())}
             infos[up] = (read_json(arts.manifest(up)) or {}).get("info") or {}
         return inputs, infos, digests
 
-    def _build(self, project: Project, stage: Stage, key: str,
-               inputs: Mapping[str, Mapping[str, Path]], infos: Mapping[str, Json],
-               arts: ProjectArtifacts) -> Entry:  # fmt: skip
+    def _build(
+        self,
+        project: Project,
+        stage: Stage,
+        key: str,
+        inputs: Mapping[str, Mapping[str, Path]],
+        infos: Mapping[str, Json],
+        arts: ProjectArtifacts,
+    ) -> Entry:
         log = arts.log(stage.name)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"# {stage.name}:{project.name} key {key}\n")
         names = stage.outputs(project)
         with self.cache.scratch(stage.name, project.name) as work:
             (work / "out").mkdir()
-            ctx = StageContext(project=project, stage=stage, key=key, workdir=work, log=log,
-                               inputs=inputs, input_info=infos,
-                               source_date_epoch=source_date_epoch(project),
-                               output_names=names)  # fmt: skip
+            ctx = StageContext(
+                project=project,
+                stage=stage,
+                key=key,
+                workdir=work,
+                log=log,
+                inputs=inputs,
+                input_info=infos,
+                source_date_epoch=source_date_epoch(project),
+                output_names=names,
+            )
             say(f"{stage.name}:{project.name}: building (log: {log})")
             info = stage.build(ctx)
             files = {n: ctx.output(n) for n in names}
@@ -275,9 +318,9 @@ class Engine:
                 print(f"  {out.file:<40} {out.size / 1e6:10.1f} MB  ({stage.name})")
 
 
-def _creator(method: Callable[..., Iterator[TaskDict]], *args: Any) -> Callable[
-    [], Iterator[TaskDict]
-]:
+def _creator(
+    method: Callable[..., Iterator[TaskDict]], *args: Any
+) -> Callable[[], Iterator[TaskDict]]:
     """Wrap a bound method as a plain function: doit only collects functions named task_*."""
 
     def create() -> Iterator[TaskDict]:
@@ -313,8 +356,10 @@ def check_tools(needs: Sequence[tuple[str, Tool]]) -> None:
         return
     lines = [f"{t.command} (needed by {stage}, Debian package {t.package})" for stage, t in missing]
     packages = " ".join(sorted({t.package for _, t in missing}))
-    raise ToolMissing("missing host tools: " + "; ".join(dict.fromkeys(lines)),
-                      hint=f"install them with: apt-get install {packages}")  # fmt: skip
+    raise ToolMissing(
+        "missing host tools: " + "; ".join(dict.fromkeys(lines)),
+        hint=f"install them with: apt-get install {packages}",
+    )
 
 
 def arrange_emulation(project: Project) -> None:

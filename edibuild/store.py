@@ -106,8 +106,13 @@ class Cache:
                 "size": st.st_size,
                 "mtime_ns": st.st_mtime_ns,
             }
-        record = {"stage": stage, "key": key, "outputs": outputs, "info": info,
-                  "created": time.time()}  # fmt: skip
+        record = {
+            "stage": stage,
+            "key": key,
+            "outputs": outputs,
+            "info": info,
+            "created": time.time(),
+        }
         write_json(self.entry_path(stage, key), record)
         entry = self.lookup(stage, key)
         assert entry is not None
@@ -211,8 +216,10 @@ class ProjectArtifacts:
                 unlink(self.dir / out.file)
         write_json(self.manifest(entry.stage), manifest)
         write_atomic(self.key_file(entry.stage), (entry.key + "\n").encode())
-        pointer = {"stage": entry.stage,
-                   "outputs": {n: o.as_json() for n, o in sorted(entry.outputs.items())}}  # fmt: skip
+        pointer = {
+            "stage": entry.stage,
+            "outputs": {n: o.as_json() for n, o in sorted(entry.outputs.items())},
+        }
         write_json(self.pointer(entry.stage), pointer)
 
     def remove(self, stage: str) -> list[Path]:

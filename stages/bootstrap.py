@@ -70,8 +70,14 @@ def fetch_release(project: Project) -> dict[str, str]:
             "global.yml) to a mirror that carries this suite",
             location=project.where("bootstrap", "mirror"),
         ) from exc
-    date = next((line[5:].strip() for line in data.decode("utf-8", "replace").splitlines()
-                 if line.startswith("Date:")), "")  # fmt: skip
+    date = next(
+        (
+            line[5:].strip()
+            for line in data.decode("utf-8", "replace").splitlines()
+            if line.startswith("Date:")
+        ),
+        "",
+    )
     return {"url": url, "sha256": hashlib.sha256(data).hexdigest(), "date": date}
 
 
@@ -99,16 +105,25 @@ def _common(project: Project) -> list[str]:
 
 def _mmdebstrap(ctx: StageContext, tarball: Path) -> None:
     b = ctx.project.bootstrap
-    argv = ["mmdebstrap", f"--architectures={b.architecture}", *_common(ctx.project),
-            "--aptopt=Acquire::Retries \"3\"", b.suite, tarball, b.mirror]  # fmt: skip
+    argv: list[str | Path] = [
+        "mmdebstrap",
+        f"--architectures={b.architecture}",
+        *_common(ctx.project),
+        '--aptopt=Acquire::Retries "3"',
+        b.suite,
+        tarball,
+        b.mirror,
+    ]
     ctx.run(argv, env=ctx.env)
 
 
 def _debootstrap(ctx: StageContext, tarball: Path) -> None:
     b = ctx.project.bootstrap
     tree = ctx.scratch("rootfs")
-    ctx.run(["debootstrap", f"--arch={b.architecture}", *_common(ctx.project),
-             b.suite, tree, b.mirror], env=ctx.env)  # fmt: skip
+    ctx.run(
+        ["debootstrap", f"--arch={b.architecture}", *_common(ctx.project), b.suite, tree, b.mirror],
+        env=ctx.env,
+    )
     debian.strip_host_state(tree)
     debian.reproducible_tar(ctx, tree, tarball)
 

@@ -24,7 +24,7 @@ def expect_mapping(value: Json, key: str, location: Location) -> dict[str, Json]
     if isinstance(value, dict):
         return value
     raise ConfigError(
-        f"{key} must be a mapping, got {describe(value)}",
+        f"must be a mapping, got {describe(value)}",
         location=location,
         key=key,
         hint=f"write `{key.rsplit('.', 1)[-1]}:` followed by indented `name: value` lines",
@@ -40,7 +40,7 @@ def expect_str_list(value: Json, key: str, location: Location, what: str) -> tup
         wrong = {describe(item) for item in value if not isinstance(item, str)}
         got = "a list with " + ", ".join(sorted(wrong))
     raise ConfigError(
-        f"{key} must be a list of {what}, got {got}",
+        f"must be a list of {what}, got {got}",
         location=location,
         key=key,
         hint=f"write `{key.rsplit('.', 1)[-1]}: [first, second]` or one `- item` per line",
@@ -52,7 +52,7 @@ def expect_str(value: Json, key: str, location: Location, what: str) -> str:
     if isinstance(value, str) and value:
         return value
     raise ConfigError(
-        f"{key} must be {what}, got {describe(value)}",
+        f"must be {what}, got {describe(value)}",
         location=location,
         key=key,
         hint="quote the value if YAML reads it as something else",

@@ -107,7 +107,7 @@ def _choice(
     dotted = f"bootstrap.{key}"
     if value is None:
         raise ConfigError(
-            f"{dotted} is required",
+            "is required but not set",
             location=where("bootstrap"),
             key=dotted,
             hint=f"add `{key}: ...` under bootstrap ({', '.join(allowed)})",
@@ -131,7 +131,7 @@ def _mirror(value: Json, where: Where) -> str:
     if web or (parts.scheme == "file" and parts.path):
         return url
     raise ConfigError(
-        f"bootstrap.mirror {url!r} is not an http, https or file URL",
+        f"{url!r} is not an http, https or file URL",
         location=location,
         key="bootstrap.mirror",
         hint=f"e.g. {DEFAULT_MIRROR} or file:///srv/mirror/debian",

@@ -67,11 +67,15 @@ def describe(value: Json) -> str:
 
 def _syntax_error(error: yaml.MarkedYAMLError, rendered: Rendered, file: Path) -> ConfigError:
     """Turn a PyYAML error into a ConfigError pointing at the user's line."""
-    mark = error.problem_mark or error.context_mark
+    mark = _blame(error, rendered.text)
     line = rendered.source_line(mark.line + 1) if mark is not None else None
     text = error.problem or "invalid YAML"
     if error.context:
-        text = f"{text} ({error.context})"
+        context = error.context_mark
+        started = (
+            "" if context is None else f" started on line {rendered.source_line(context.line + 1)}"
+        )
+        text = f"{text} ({error.context}{started})"
     key = key_at_line(rendered.text, mark.line + 1) if mark is not None else None
     return ConfigError(
         f"YAML syntax error: {text}",
@@ -79,6 +83,16 @@ def _syntax_error(error: yaml.MarkedYAMLError, rendered: Rendered, file: Path) -
         key=key,
         hint="check indentation (spaces, not tabs), colons and quotes here and on the line above",
     )
+
+
+def _blame(error: yaml.MarkedYAMLError, text: str) -> yaml.Mark | None:
+    """Pick the mark to report: the problem, unless it sits on an empty line past the text."""
+    mark = error.problem_mark or error.context_mark
+    if mark is None or error.context_mark is None:
+        return mark
+    lines = text.split("\n")
+    rest = lines[mark.line :] if mark.line < len(lines) else []
+    return error.context_mark if not any(line.strip() for line in rest) else mark
 
 
 class _Builder:
