@@ -1,0 +1,1 @@
+"""Prepare the machine edibuild runs on: Debian packages, the virtualenv, LXD and emulation."""

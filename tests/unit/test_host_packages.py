@@ -1,0 +1,67 @@
+"""Unit tests for edibuild.host.packages: the package map and the setup stamp."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from edibuild.host import packages
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_package_for_names_the_debian_package() -> None:
+    assert packages.package_for("mkfs.vfat") == "dosfstools"
+    assert packages.package_for("/usr/sbin/sfdisk") == "fdisk"
+    assert packages.package_for("lxc") == "lxd-client"
+    assert packages.package_for("qemu-riscv64-static") == "qemu-user-static"
+    assert packages.package_for("no-such-tool") is None
+
+
+def test_every_host_command_comes_from_a_listed_package() -> None:
+    for command, package in packages.HOST_COMMANDS:
+        assert package in packages.DEBIAN_PACKAGES, command
+    assert len(set(packages.DEBIAN_PACKAGES)) == len(packages.DEBIAN_PACKAGES)
+    assert "python3-venv" in packages.DEBIAN_PACKAGES  # the setup itself needs it
+
+
+def test_missing_tool_error_has_install_hint() -> None:
+    error = packages.missing_tool("bmaptool", "the bmap stage")
+    assert "bmaptool" in str(error) and "the bmap stage" in str(error)
+    assert error.hint == "install it with: apt-get install bmap-tools"
+
+
+def _fake_repo(tmp_path: Path) -> Path:
+    (tmp_path / "edibuild/host").mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "edibuild/host/packages.py").write_text("DEBIAN_PACKAGES = ('a',)\n")
+    return tmp_path
+
+
+def test_digest_matches_what_the_shell_scripts_compute() -> None:
+    shell = subprocess.run(
+        ["bash", "-c", "cat pyproject.toml edibuild/host/packages.py | sha256sum"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    assert shell.stdout.split()[0] == packages.setup_digest(REPO)
+
+
+def test_stamp_is_current_until_an_input_changes(tmp_path: Path) -> None:
+    repo = _fake_repo(tmp_path)
+    assert not packages.setup_is_current(repo)
+    (repo / ".venv/bin").mkdir(parents=True)
+    (repo / ".venv/bin/doit").write_text("")
+    packages.write_stamp(repo)
+    assert packages.setup_is_current(repo)
+    (repo / "edibuild/host/packages.py").write_text("DEBIAN_PACKAGES = ('a', 'b')\n")
+    assert not packages.setup_is_current(repo)
+
+
+def test_stamp_needs_the_virtualenv(tmp_path: Path) -> None:
+    repo = _fake_repo(tmp_path)
+    (repo / ".venv").mkdir()
+    packages.write_stamp(repo)
+    assert not packages.setup_is_current(repo)  # no .venv/bin/doit
