@@ -1,0 +1,1 @@
+"""Running Ansible playbooks against edibuild's containers (ansible-runner, own connection)."""

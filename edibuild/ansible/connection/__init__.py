@@ -1,0 +1,1 @@
+"""Ansible connection plugins shipped with edibuild (loaded through ANSIBLE_CONNECTION_PLUGINS)."""

@@ -1,0 +1,282 @@
+"""Stage configure: run the project's playbooks in a fresh LXD container, then save it.
+
+Input: import/image. Output: `container` (configured.tar.zst): the stopped container
+published as LXD's unified image tarball (metadata.yaml, templates/, rootfs/), zstd -3.
+
+The whole life of the container stays inside this one build function: launch (with
+the project's profiles, and either the default profile's network or a proxy device
+to edibuild's apt proxy), playbooks, stop, publish and stream out, then removal in a
+`finally`, so no later stage depends on a container that a crash could have left
+half-configured. The export stage turns the tarball into the reproducible rootfs.
+Leftovers of a killed run (same project, stage prefix, owner process gone) are
+removed when the next run starts; `clean_external` removes all of the project's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pylxd
+import yaml
+
+from edibuild import aptproxy, lxd
+from edibuild.ansible.playbook import run_playbook
+from edibuild.errors import ConfigError, StageFailed
+from edibuild.project import Json, Project
+from edibuild.run import say
+from edibuild.stage import Stage, StageContext, Tool
+
+REPO = Path(__file__).resolve().parent.parent
+OWNER_KEY = "user.edibuild.owner"
+
+
+def container_prefix(project: Project) -> str:
+    """Return the name prefix of this project's configure containers."""
+    return f"{lxd.PREFIX}{lxd.safe_name(project.name)[:30]}-configure-"
+
+
+def container_name(project: Project, key: str) -> str:
+    """Return a fresh container name: prefix, short key and a random suffix."""
+    return f"{container_prefix(project)}{key[:8]}-{secrets.token_hex(2)}"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_gone(owner: str) -> bool:
+    host, _, pid = owner.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return not owner  # another machine's build: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return int(pid) == os.getpid()
+
+
+def remove_leftovers(client: pylxd.Client, project: Project) -> list[str]:
+    """Remove containers of earlier configure runs of `project` whose process is gone."""
+    removed = []
+    for name in lxd.containers_with_prefix(client, container_prefix(project)):
+        owner = client.instances.get(name).config.get(OWNER_KEY, "")
+        if _owner_gone(owner):
+            lxd.remove_container(client, name)
+            lxd.delete_profiles(client, name)
+            removed.append(name)
+    return removed
+
+
+def _outputs(project: Project) -> Mapping[str, str]:
+    return {"container": "configured.tar.zst"}
+
+
+def _config(project: Project) -> Json:
+    boot = project.bootstrap
+    return {
+        "parameters": dict(project.parameters),
+        "extra_vars": bootstrap_vars(project),
+        "playbooks": [{"key": n.key, "parameters": dict(n.parameters)} for n in project.playbooks],
+        "lxd_profiles": [
+            {"key": n.key, "parameters": dict(n.parameters)} for n in project.lxd_profiles
+        ],
+        "mirror": boot.mirror,
+        "proxy_hosts": proxy_hosts(project),
+    }
+
+
+def _plugins(project: Project) -> tuple[Path, ...]:
+    """Every file the playbooks may read: their directories, and ssh_pub_keys/."""
+    files: set[Path] = {n.path for n in project.lxd_profiles}
+    dirs = {n.path.parent for n in project.playbooks}
+    dirs.add(project.file.parent / "ssh_pub_keys")
+    for node in project.playbooks:
+        files.add(node.path)
+    for folder in dirs:
+        if folder.is_dir() and folder.name not in ("projects", "playbooks"):
+            files.update(p for p in folder.rglob("*") if p.is_file())
+    return tuple(sorted(files))
+
+
+def bootstrap_vars(project: Project) -> dict[str, Json]:
+    """Return the extra vars every playbook gets about the project and its mirror."""
+    boot = project.bootstrap
+    return {
+        "edibuild_project_name": project.name,
+        "edibuild_project_dir": str(project.file.parent),
+        "edibuild_mirror": boot.mirror,
+        "edibuild_suite": boot.suite,
+        "edibuild_components": list(boot.components),
+        "edibuild_architecture": boot.architecture,
+    }
+
+
+def create_profiles(client: pylxd.Client, project: Project, name: str) -> list[str]:
+    """Create one LXD profile per profile plugin (Jinja2-rendered YAML); return their names."""
+    names = []
+    for node in project.lxd_profiles:
+        variables = {**project.parameters, **node.parameters, **bootstrap_vars(project)}
+        try:
+            template = jinja2.Template(node.path.read_text(), undefined=jinja2.StrictUndefined)
+            spec = yaml.safe_load(template.render(variables)) or {}
+        except (OSError, jinja2.TemplateError, yaml.YAMLError) as exc:
+            raise ConfigError(
+                f"LXD profile {node.key}: {exc}", location=project.where("lxd_profiles", node.key)
+            ) from exc
+        profile = f"{name}-{lxd.safe_name(node.key)}"
+        lxd.create_profile(client, profile, spec)
+        names.append(profile)
+    return names
+
+
+def proxy_hosts(project: Project) -> list[str]:
+    """Return the hosts the apt proxy may forward to: the mirror plus `lxd.proxy_hosts`."""
+    section = project.section("lxd") or {}
+    extra = [f"http://{h}/" for h in section.get("proxy_hosts", [])]
+    return aptproxy.mirror_hosts([project.bootstrap.mirror, *extra])
+
+
+APT_PROXY_CONF = "/etc/apt/apt.conf.d/00edibuild-proxy"
+
+
+@dataclass
+class Network:
+    """How the container reaches the mirror: the LXD network, or the host's apt proxy."""
+
+    mode: str
+    devices: dict[str, dict[str, str]] = field(default_factory=dict)
+    server: Any = None
+
+    def prepare(self, box: lxd.Container) -> None:
+        """Point apt in the container at the proxy (proxy mode only)."""
+        if self.server is not None:
+            conf = b'Acquire::http::Proxy "http://127.0.0.1:3142";\n'
+            box.push(APT_PROXY_CONF, conf)
+
+    def unprepare(self, box: lxd.Container) -> None:
+        """Remove the proxy setting again, so the image does not carry it."""
+        if self.server is not None:
+            box.check(["rm", "-f", APT_PROXY_CONF], "removing the apt proxy setting")
+
+    def stats(self) -> Json:
+        """Return the proxy's cache statistics (None without proxy)."""
+        if self.server is None:
+            return None
+        st = self.server.stats
+        return {"hits": st.hits, "misses": st.misses, "refused": st.refused}
+
+
+def _network_mode(client: pylxd.Client, endpoint: lxd.Endpoint, project: Project) -> str:
+    wanted = (project.section("lxd") or {}).get("network", "auto")
+    if wanted not in ("auto", "default", "proxy"):
+        raise ConfigError(
+            f"lxd.network must be auto, default or proxy, not {wanted!r}",
+            location=project.where("lxd", "network"),
+        )
+    if wanted == "auto":
+        wanted = "default" if lxd.default_network_works(client) else "proxy"
+    if wanted == "proxy" and not endpoint.is_local:
+        raise StageFailed(
+            f"the remote LXD at {endpoint.url} has no working network",
+            hint="give its default profile a NIC on a managed bridge",
+        )
+    return str(wanted)
+
+
+@contextlib.contextmanager
+def network_for(
+    client: pylxd.Client, endpoint: lxd.Endpoint, project: Project
+) -> Iterator[Network]:
+    """Decide the container's network; run the apt proxy for the block if needed."""
+    if _network_mode(client, endpoint, project) == "default":
+        yield Network("default")
+        return
+    cache = aptproxy.cache_root(REPO)
+    with aptproxy.serving(proxy_hosts(project), cache) as server:
+        device = lxd.proxy_device(aptproxy.port_of(server))
+        yield Network("proxy", {"edibuild-apt": device}, server)
+
+
+def _run_playbooks(ctx: StageContext, box: lxd.Container, endpoint: lxd.Endpoint) -> Json:
+    done = []
+    for index, node in enumerate(ctx.project.playbooks):
+        say(f"configure: playbook {node.key}")
+        extra = {**ctx.project.parameters, **node.parameters, **bootstrap_vars(ctx.project)}
+        data_dir = ctx.scratch(f"ansible/{index:02d}-{node.key}")
+        progress = run_playbook(node.path, box.name, endpoint.as_json(), extra, data_dir, ctx.log)
+        done.append({"key": node.key, "tasks": progress.tasks, "changed": progress.changed})
+    return done
+
+
+def build(ctx: StageContext) -> Json:
+    """Launch a container from the imported image, configure it, and save it."""
+    endpoint = lxd.find_endpoint(ctx.project)
+    client = endpoint.client(timeout=None)
+    for name in remove_leftovers(client, ctx.project):
+        say(f"configure: removed container {name} left by an earlier run")
+    image = json.loads(ctx.input("import", "image").read_text())
+    name = container_name(ctx.project, ctx.key)
+    published = ctx.scratch("published.tar")
+    with contextlib.ExitStack() as stack:
+        stack.callback(lxd.delete_profiles, client, name)
+        stack.callback(lxd.remove_container, client, name)
+        profiles = create_profiles(client, ctx.project, name)
+        network = stack.enter_context(network_for(client, endpoint, ctx.project))
+        say(f"configure: launching container {name} ({network.mode} network)")
+        box = lxd.launch(
+            client,
+            name,
+            image["fingerprint"],
+            ["default", *profiles],
+            network.devices,
+            {OWNER_KEY: _owner()},
+        )
+        network.prepare(box)
+        playbooks = _run_playbooks(ctx, box, endpoint)
+        network.unprepare(box)
+        say(f"configure: stopping and exporting container {name}")
+        lxd.stop(box)
+        lxd.export_rootfs(box, published)
+    ctx.run(["zstd", "-q", "-T0", "-3", "--rm", published, "-o", ctx.output("container")])
+    return {
+        "container": name,
+        "network": network.mode,
+        "playbooks": playbooks,
+        "apt_proxy": network.stats(),
+    }
+
+
+def clean_external(project: Project) -> None:
+    """Remove every configure container (and its profiles) of `project`."""
+    client = lxd.connect(project)
+    for name in lxd.containers_with_prefix(client, container_prefix(project)):
+        lxd.remove_container(client, name)
+        lxd.delete_profiles(client, name)
+
+
+def _tools(project: Project) -> tuple[Tool, ...]:
+    return (Tool("zstd", "zstd"),)
+
+
+STAGE = Stage(
+    name="configure",
+    doc="Configure the root file system with the project's Ansible playbooks in LXD",
+    upstream=("import",),
+    outputs=_outputs,
+    config=_config,
+    build=build,
+    plugins=_plugins,
+    tools=_tools,
+    clean_external=clean_external,
+)

@@ -1,0 +1,224 @@
+"""import -> configure -> export against the real LXD daemon and real Ansible.
+
+Needs root, LXD (running and initialised) and a bookworm rootfs tarball with python3
+and systemd-sysv: EDIBUILD_TEST_ROOTFS names one, else mmdebstrap makes one (~1 min).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edibuild import lxd
+from edibuild.errors import StageFailed
+from edibuild.project import Bootstrap, Node, Project
+from edibuild.stage import Stage, StageContext
+from stages import configure, export, lxd_import
+from tests.conftest import require, require_root, require_tool
+
+pytestmark = pytest.mark.integration
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "container"
+EPOCH = 1700000000
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bookworm minbase rootfs tarball (python3, systemd-sysv)."""
+    require_root()
+    require_tool("zstd", "tar", "dpkg-query")
+    given = os.environ.get("EDIBUILD_TEST_ROOTFS")
+    if given:
+        return Path(given)
+    require_tool("mmdebstrap")
+    target = tmp_path_factory.mktemp("bootstrap") / "rootfs.tar.zst"
+    subprocess.run(
+        [
+            "mmdebstrap",
+            "--variant=minbase",
+            "--include=python3,systemd-sysv",
+            "bookworm",
+            str(target),
+            "http://deb.debian.org/debian",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return target
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    """A pylxd client (the test fails in CI when no LXD answers)."""
+    require_root()
+    try:
+        return lxd.connect()
+    except StageFailed as exc:
+        require(False, f"an LXD daemon ({exc})")
+
+
+def make_project(name: str, playbooks: list[str], tmp: Path) -> Project:
+    """A project built by hand (the loader is not needed for these stages)."""
+    (tmp / f"{name}.yml").write_text("# test project\n")
+    nodes = tuple(Node(f"{i}0_{p}", FIXTURES / f"{p}.yml") for i, p in enumerate(playbooks))
+    return Project(
+        name=name,
+        file=tmp / f"{name}.yml",
+        description="test",
+        parameters={"marker_text": "hello-from-ansible", "install_hello": True},
+        bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
+        lxd_profiles=(Node("10_profile", FIXTURES / "profile.yml"),),
+        playbooks=nodes,
+        sections={},
+    )
+
+
+def context(
+    stage: Stage, project: Project, key: str, tmp: Path, inputs: dict[str, dict[str, Path]]
+) -> StageContext:
+    """A StageContext the way the engine would make one."""
+    work = tmp / f"{stage.name}-{key[:8]}"
+    (work / "out").mkdir(parents=True, exist_ok=True)
+    return StageContext(
+        project=project,
+        stage=stage,
+        key=key,
+        workdir=work,
+        log=work / "log.txt",
+        inputs=inputs,
+        input_info={},
+        source_date_epoch=EPOCH,
+        output_names=dict(stage.outputs(project)),
+    )
+
+
+@pytest.fixture()
+def project(tmp_path: Path, client: Any) -> Iterator[Project]:
+    """A uniquely named project whose LXD leftovers are checked and cleaned after."""
+    proj = make_project(f"t{secrets.token_hex(3)}", ["write_file"], tmp_path)
+    yield proj
+    configure.clean_external(proj)
+    lxd_import.clean_external(proj)
+
+
+def run_import(project: Project, rootfs: Path, tmp: Path, key: str) -> StageContext:
+    """Run the import stage; return its context."""
+    ctx = context(lxd_import.STAGE, project, key, tmp, {"bootstrap": {"rootfs": rootfs}})
+    info = lxd_import.build(ctx)
+    assert info["fingerprint"]
+    return ctx
+
+
+def leftovers(client: Any, project: Project) -> list[str]:
+    """Containers of the project's configure stage still in LXD."""
+    return lxd.containers_with_prefix(client, configure.container_prefix(project))
+
+
+def test_import_configure_export(
+    project: Project, rootfs: Path, tmp_path: Path, client: Any
+) -> None:
+    """The playbook's file ends up in the reproducible rootfs; a re-import is reused."""
+    key = secrets.token_hex(16)
+    ictx = run_import(project, rootfs, tmp_path, key)
+    again = lxd_import.build(
+        context(
+            lxd_import.STAGE, project, key, tmp_path / "again", {"bootstrap": {"rootfs": rootfs}}
+        )
+    )
+    assert again["reused"] is True
+    image = json.loads(ictx.output("image").read_text())
+    assert lxd_import.intact(project, image)
+    cctx = context(
+        configure.STAGE,
+        project,
+        secrets.token_hex(16),
+        tmp_path,
+        {"import": {"image": ictx.output("image")}},
+    )
+    cinfo = configure.build(cctx)
+    assert cinfo["playbooks"][0]["tasks"] == 2
+    assert leftovers(client, project) == []
+    ectx = context(
+        export.STAGE,
+        project,
+        secrets.token_hex(16),
+        tmp_path,
+        {"configure": {"container": cctx.output("container")}},
+    )
+    einfo = export.build(ectx)
+    assert any(p["name"] == "hello" for p in einfo["packages"])
+    check_tarball(ectx.output("rootfs"))
+    again_ctx = context(
+        export.STAGE,
+        project,
+        secrets.token_hex(16),
+        tmp_path,
+        {"configure": {"container": cctx.output("container")}},
+    )
+    export.build(again_ctx)
+    assert again_ctx.output("rootfs").read_bytes() == ectx.output("rootfs").read_bytes()
+
+
+def check_tarball(path: Path) -> None:
+    """The exported tarball holds the marker, no apt lists, an empty machine-id."""
+    plain = path.with_suffix("")
+    subprocess.run(["zstd", "-q", "-d", str(path), "-o", str(plain)], check=True)
+    with tarfile.open(plain) as tar:
+        names = tar.getnames()
+        marker = tar.extractfile("./etc/edibuild-marker")
+        assert marker is not None and marker.read() == b"hello-from-ansible bookworm\n"
+        machine_id = tar.getmember("./etc/machine-id")
+        assert machine_id.size == 0
+        assert max(m.mtime for m in tar.getmembers()) <= EPOCH
+        assert not [
+            n for n in names if n.startswith("./var/lib/apt/lists/") and tar.getmember(n).isfile()
+        ]
+        assert not [n for n in names if n.startswith("./tmp/")]
+
+
+def test_failing_playbook(project: Project, rootfs: Path, tmp_path: Path, client: Any) -> None:
+    """A failing task is named in the error, and no container is left."""
+    failing = make_project(project.name, ["write_file", "fail"], tmp_path)
+    ictx = run_import(failing, rootfs, tmp_path, secrets.token_hex(16))
+    cctx = context(
+        configure.STAGE,
+        failing,
+        secrets.token_hex(16),
+        tmp_path,
+        {"import": {"image": ictx.output("image")}},
+    )
+    with pytest.raises(StageFailed) as caught:
+        configure.build(cctx)
+    assert "Step that is meant to break" in str(caught.value)
+    assert "broken on purpose" in str(caught.value)
+    assert leftovers(client, failing) == []
+
+
+def test_interrupt_leaves_nothing(
+    project: Project, rootfs: Path, tmp_path: Path, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the playbooks removes the container; the next run succeeds."""
+    ictx = run_import(project, rootfs, tmp_path, secrets.token_hex(16))
+    inputs = {"import": {"image": ictx.output("image")}}
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        assert len(leftovers(client, project)) == 1  # the container is up right now
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(configure, "run_playbook", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            configure.build(
+                context(configure.STAGE, project, secrets.token_hex(16), tmp_path, inputs)
+            )
+    assert leftovers(client, project) == []
+    cctx = context(configure.STAGE, project, secrets.token_hex(16), tmp_path, inputs)
+    configure.build(cctx)
+    assert cctx.output("container").stat().st_size > 10_000_000
