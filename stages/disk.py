@@ -1,0 +1,118 @@
+"""Stage `disk`: the partition images at their offsets in one sparse, partitioned disk image.
+
+Input: every image of `partitions`. Output: `image` = `<project>.img`.
+Config: the `layout` section (table, alignment, order, types, labels, flags).
+The partition table is written by `sfdisk` on the file (no loop device) with a disk
+identifier and GPT partition UUIDs derived from the stage key; the images are copied in
+with their holes kept, so the result is as sparse as its partitions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edibuild.fsimage import derive_hex, derive_uuid
+from edibuild.layout import PART_TYPES, SECTOR, DiskPlan, Layout, parse_layout, place
+from edibuild.project import Json, Project
+from edibuild.stage import Stage, StageContext, Tool
+
+CHUNK = 1024 * 1024
+ZEROS = bytes(CHUNK)
+
+
+def sfdisk_script(plan: DiskPlan, key: str) -> str:
+    """Return the sfdisk script of a plan: fixed disk id, sectors, types, flags, names."""
+    gpt = plan.table == "gpt"
+    label_id = derive_uuid(key, "disk") if gpt else "0x" + derive_hex(key, "disk")
+    lines = [f"label: {'gpt' if gpt else 'dos'}", f"label-id: {label_id}", "unit: sectors", ""]
+    for placed in plan.placements:
+        part = placed.partition
+        mbr_type, gpt_type = PART_TYPES[part.type]
+        fields = [f"start={placed.start // SECTOR}", f"size={placed.size // SECTOR}"]
+        if gpt:
+            fields += [f"type={gpt_type}", f"uuid={derive_uuid(key, 'part:' + part.name)}",
+                       f'name="{part.label}"']  # fmt: skip
+            if part.bootable:
+                fields.append("attrs=LegacyBIOSBootable")
+        else:
+            fields.append(f"type={mbr_type}")
+            if part.bootable:
+                fields.append("bootable")
+        lines.append(", ".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+def copy_sparse(source: Path, target: Path, offset: int) -> int:
+    """Copy `source` into `target` at `offset`, keeping holes; return the bytes written."""
+    written = 0
+    with source.open("rb") as src, target.open("r+b") as dst:
+        end = os.fstat(src.fileno()).st_size
+        pos = 0
+        while pos < end:
+            try:
+                pos = os.lseek(src.fileno(), pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            hole = os.lseek(src.fileno(), pos, os.SEEK_HOLE)
+            while pos < hole:
+                chunk = os.pread(src.fileno(), min(CHUNK, hole - pos), pos)
+                if chunk != ZEROS[: len(chunk)]:
+                    os.pwrite(dst.fileno(), chunk, offset + pos)
+                    written += len(chunk)
+                pos += len(chunk)
+    return written
+
+
+def plan_disk(ctx: StageContext, layout: Layout) -> DiskPlan:
+    """Place the partitions with the sizes of their images (or their fixed sizes)."""
+    sizes = {
+        p.name: ctx.input("partitions", p.name).stat().st_size if p.image else p.size or 0
+        for p in layout.partitions
+    }
+    return place(layout, sizes, ctx.project)
+
+
+def build(ctx: StageContext) -> Json:
+    """Write the partition table, then each partition image at its offset."""
+    layout = parse_layout(ctx.project)
+    plan = plan_disk(ctx, layout)
+    image = ctx.output("image")
+    image.parent.mkdir(parents=True, exist_ok=True)
+    with image.open("wb") as f:
+        f.truncate(plan.disk_size)
+    script = sfdisk_script(plan, ctx.key)
+    ctx.run(["sfdisk", "--no-reread", "--no-tell-kernel", image], input=script.encode())
+    written = 0
+    for placed in plan.placements:
+        if placed.partition.image is not None:
+            source = ctx.input("partitions", placed.partition.name)
+            written += copy_sparse(source, image, placed.start)
+    return {
+        "table": plan.table,
+        "disk_size": plan.disk_size,
+        "data_bytes": written,
+        "partitions": [
+            {"name": p.partition.name, "number": p.partition.number, "start": p.start,
+             "size": p.size, "label": p.partition.label}
+            for p in plan.placements
+        ],
+    }  # fmt: skip
+
+
+def config(project: Project) -> Json:
+    """The layout: table, alignment, order, types, labels and flags."""
+    return {"layout": parse_layout(project).to_json()}
+
+
+STAGE = Stage(
+    name="disk",
+    doc="partitioned, sparse disk image (what users flash)",
+    upstream=("partitions",),
+    outputs=lambda project: {"image": f"{project.name}.img"},
+    config=config,
+    build=build,
+    tools=lambda project: (Tool("sfdisk", "fdisk"),),
+    needs_root=False,
+    image_output=True,
+)
