@@ -18,7 +18,6 @@ def load() -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
 
     doit_ext.install()
     workspace = Workspace.from_environment()
-    workspace.state_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         projects = load_projects(workspace.projects_dir, shipped_dir=workspace.shipped_dir)
         engine = Engine(workspace, projects, all_stages())
@@ -27,4 +26,6 @@ def load() -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
                 stage.config(project)
     except EdibuildError as exc:
         fail_at_load(exc)
+    # Only a valid configuration gets a state database: bad input creates nothing.
+    workspace.state_file.parent.mkdir(parents=True, exist_ok=True)
     return doit_config(workspace), dict(engine.creators())

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from edibuild import debian
@@ -58,6 +56,9 @@ def tools(project: Project) -> tuple[Tool, ...]:
 
 def fetch_release(project: Project) -> dict[str, str]:
     """Fetch the suite's InRelease: proves the mirror answers, and records its state."""
+    import urllib.error  # imported here: only a build needs it, not every doit start
+    import urllib.request
+
     b = project.bootstrap
     url = f"{b.mirror.rstrip('/')}/dists/{b.suite}/InRelease"
     try:

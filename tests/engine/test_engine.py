@@ -297,3 +297,15 @@ def test_manifest_records_inputs_and_info(h: Harness) -> None:
         / manifest["outputs"]["text"]["sha256"][:2]
         / manifest["outputs"]["text"]["sha256"],
     )
+
+
+def test_not_root_is_refused_before_anything_runs(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h.stages = tuple(replace(s, needs_root=True) for s in h.stages)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    code, out = h.doit("image:proj")
+    assert code == 1
+    assert "needs root" in out and "sudo" in out
+    assert BUILDS == Counter()
+    assert not h.art("alpha.txt").exists()

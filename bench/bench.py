@@ -1,0 +1,167 @@
+"""Benchmark edibuild's rebuilds: prints a table and writes bench/results.md.
+
+Each scenario runs the real `doit` in a private copy of the projects, artifacts and cache
+(bench/out/), so the user's own builds are untouched. For each it records wall time, the
+peak memory of the largest process, and the stages that ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "out"
+PROJECT = "qemu-bookworm-amd64"
+RAN = re.compile(r"^\.  (\S+)", re.MULTILINE)
+
+
+@dataclass
+class Result:
+    """One measured scenario."""
+
+    name: str
+    seconds: float
+    peak_mb: float
+    ran: list[str]
+    ok: bool
+
+
+def environment() -> dict[str, str]:
+    """The environment that points doit at the bench's private workspace."""
+    env = dict(os.environ)
+    env.update(
+        EDIBUILD_PROJECTS=str(OUT / "projects"),
+        EDIBUILD_ARTIFACTS=str(OUT / "artifacts"),
+        EDIBUILD_STATE=str(OUT / "state"),
+    )
+    return env
+
+
+def doit_argv() -> list[str]:
+    """The doit command of this checkout (the virtualenv's when there is one)."""
+    venv = REPO / ".venv" / "bin" / "doit"
+    return [str(venv)] if venv.exists() else [sys.executable, "-m", "doit"]
+
+
+def measure(name: str, args: list[str]) -> Result:
+    """Run one doit command and measure it."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*doit_argv(), *args],
+        cwd=REPO,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # rusage of this command and its children
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - started
+    log = OUT / "logs" / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(out)
+    ran = [t for t in RAN.findall(out) if not t.startswith("image:")]
+    return Result(name, seconds, usage.ru_maxrss / 1024, ran, code == 0)
+
+
+def edit(path: Path, old: str, new: str) -> Callable[[], None]:
+    """An edit of a project file, applied just before a scenario."""
+
+    def apply() -> None:
+        text = path.read_text()
+        if old not in text:
+            raise SystemExit(f"bench: cannot apply edit to {path}: {old!r} not found")
+        path.write_text(text.replace(old, new, 1))
+
+    return apply
+
+
+def prepare(cold: bool) -> None:
+    """Copy the shipped projects into the bench workspace; empty it for a cold build."""
+    if cold and OUT.exists():
+        shutil.rmtree(OUT / "artifacts", ignore_errors=True)
+        shutil.rmtree(OUT / "state", ignore_errors=True)
+    shutil.rmtree(OUT / "projects", ignore_errors=True)
+    shutil.copytree(REPO / "projects", OUT / "projects")
+
+
+def scenarios() -> list[tuple[str, list[str], Callable[[], None] | None]]:
+    """The scenarios, in order; each may edit the projects first."""
+    target = [f"image:{PROJECT}"]
+    common = OUT / "projects" / "common" / "debian.yml"
+    return [
+        ("doit --version (bare start-up)", ["--version"], None),
+        ("doit list", ["list"], None),
+        ("cold build", target, None),
+        ("no-op", target, None),
+        (
+            "bootstrap package list edit",
+            target,
+            edit(common, "- python3\n", "- python3\n    - hello\n"),
+        ),
+        ("no-op after that", target, None),
+    ]
+
+
+def machine() -> str:
+    """One line describing the machine the figures come from."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cores = os.cpu_count()
+    return f"{platform.node()}: {cores} cores ({cpu}), {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def table(results: list[Result]) -> str:
+    """The results as a Markdown table."""
+    lines = ["| scenario | wall time | peak memory | stages that ran |", "|---|---:|---:|---|"]
+    for r in results:
+        ran = ", ".join(t.split(":")[0] for t in r.ran) or "none"
+        status = "" if r.ok else " (FAILED)"
+        lines.append(f"| {r.name}{status} | {r.seconds:.2f} s | {r.peak_mb:.0f} MB | {ran} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run the scenarios and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warm", action="store_true", help="keep the bench cache (no cold build)")
+    args = parser.parse_args()
+    prepare(cold=not args.warm)
+    results = []
+    for name, argv, before in scenarios():
+        if before is not None:
+            before()
+        result = measure(name, argv)
+        results.append(result)
+        print(f"{name}: {result.seconds:.2f} s, ran {result.ran or 'nothing'}", flush=True)
+    text = table(results)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report = f"# edibuild benchmark\n\nMeasured {stamp} on {machine()}.\n\n{text}\n"
+    (REPO / "bench" / "results.md").write_text(report)
+    print()
+    print(text)
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
