@@ -194,4 +194,6 @@ def ensure_venv(repo: Path, *, log: Path, python: str = sys.executable) -> None:
         run([python, "-m", "venv", venv], log=log)
     say(f"installing edibuild and its Python dependencies: pip install -e '.[dev]' (log: {log})")
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-    run([*pip, "install", "-e", f"{repo}[dev]"], log=log, cwd=repo)
+    # Keep pip's download cache inside the checkout too, unless the user chose one.
+    cache = os.environ.get("PIP_CACHE_DIR") or str(repo / ".edibuild" / "pip-cache")
+    run([*pip, "install", "-e", f"{repo}[dev]"], log=log, cwd=repo, env={"PIP_CACHE_DIR": cache})
