@@ -168,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
                 shutil.copyfileobj(f, self.wfile)
 
     def _forward(self, address: str, host: str, path: str, head: bool, cache: Path | None) -> None:
-        upstream = http.client.HTTPConnection(address, 80, timeout=TIMEOUT)
+        upstream = http.client.HTTPConnection(address, self.server.port, timeout=TIMEOUT)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
         headers = {k: v for k, v in headers.items() if k.lower() != "host"}
         headers["Host"] = host
@@ -217,17 +217,22 @@ class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, hosts: Iterable[str], cache: Path, resolve: Callable[[str], str | None]
+        self,
+        hosts: Iterable[str],
+        cache: Path,
+        resolve: Callable[[str], str | None],
+        port: int = 80,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.port = port
         self.hosts = {h.lower() for h in hosts}
         self.cache = cache
         self.resolve = resolve
         self.stats = Stats()
 
     def address_of(self, host: str, port: int) -> str | None:
-        """Return the address to connect to for a project mirror on port 80, else None."""
-        if host.lower() not in self.hosts or port != 80:
+        """Return the address to connect to for a project mirror (on our port), else None."""
+        if host.lower() not in self.hosts or port != self.port:
             return None
         return self.resolve(host)
 
@@ -251,9 +256,12 @@ def mirror_hosts(urls: Iterable[str]) -> list[str]:
 
 @contextlib.contextmanager
 def serving(
-    hosts: Iterable[str], cache: Path, resolve: Callable[[str], str | None] = public_address
+    hosts: Iterable[str],
+    cache: Path,
+    resolve: Callable[[str], str | None] = public_address,
+    port: int = 80,
 ) -> Iterator[_ProxyServer]:
-    """Run the proxy on a free loopback port for the duration of the block."""
+    """Run the proxy on a free loopback port for the block; mirrors answer on `port`."""
     hosts = list(hosts)
     if not hosts:
         raise StageFailed(
@@ -262,7 +270,7 @@ def serving(
             "signatures, so https is not needed)",
         )
     cache.mkdir(parents=True, exist_ok=True)
-    server = _ProxyServer(hosts, cache, resolve)
+    server = _ProxyServer(hosts, cache, resolve, port)
     thread = threading.Thread(target=server.serve_forever, name="edibuild-apt-proxy", daemon=True)
     thread.start()
     try:

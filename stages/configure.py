@@ -245,6 +245,7 @@ def build(ctx: StageContext) -> Json:
         network.prepare(box)
         playbooks = _run_playbooks(ctx, box, endpoint)
         network.unprepare(box)
+        box.check(["rm", "-rf", "/root/.ansible"], "removing Ansible's temporary files")
         say(f"configure: stopping and exporting container {name}")
         lxd.stop(box)
         lxd.export_rootfs(box, published)

@@ -6,6 +6,7 @@ and systemd-sysv: EDIBUILD_TEST_ROOTFS names one, else mmdebstrap makes one (~1 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -186,6 +187,7 @@ def check_tarball(path: Path) -> None:
 def test_failing_playbook(project: Project, rootfs: Path, tmp_path: Path, client: Any) -> None:
     """A failing task is named in the error, and no container is left."""
     failing = make_project(project.name, ["write_file", "fail"], tmp_path)
+    failing = dataclasses.replace(failing, parameters={"marker_text": "x", "install_hello": False})
     ictx = run_import(failing, rootfs, tmp_path, secrets.token_hex(16))
     cctx = context(
         configure.STAGE,
