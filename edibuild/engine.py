@@ -29,6 +29,7 @@ from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext, Tool
 from edibuild.store import Cache, Entry, ProjectArtifacts
+from edibuild.userstage import user_stages
 from edibuild.workspace import Workspace
 
 DEFAULT_SOURCE_DATE_EPOCH = 1704067200  # 2024-01-01T00:00:00Z, when a project sets none
@@ -65,13 +66,22 @@ class Engine:
         self.projects = tuple(projects)
         self.stages = tuple(stages)
         self.cache = Cache(workspace.cache_dir)
+        self._project_stages: dict[str, tuple[Stage, ...]] = {}
 
     # -- planning --------------------------------------------------------------------
+
+    def project_stages(self, project: Project) -> tuple[Stage, ...]:
+        """The built-in stages followed by the project's own (postprocessing) stages."""
+        cached = self._project_stages.get(project.name)
+        if cached is None:
+            cached = self.stages + user_stages(project, self.stages)
+            self._project_stages[project.name] = cached
+        return cached
 
     def enabled_stages(self, project: Project) -> list[Stage]:
         """Stages that run for a project: enabled, with every upstream enabled too."""
         enabled: dict[str, Stage] = {}
-        for stage in self.stages:
+        for stage in self.project_stages(project):
             if all(u in enabled for u in stage.upstream) and stage.enabled(project):
                 enabled[stage.name] = stage
         return list(enabled.values())
@@ -115,6 +125,7 @@ class Engine:
     def creators(self) -> dict[str, Callable[[], Iterator[TaskDict]]]:
         """doit task creators (`task_<stage>` functions) for every stage and helper."""
         result = {f"task_{s.name}": _creator(self._stage_tasks, s) for s in self.stages}
+        result["task_postprocessing"] = _creator(self._user_stage_tasks)
         result["task_image"] = _creator(self._image_tasks)
         result["task_config"] = _creator(self._show_tasks, "config")
         result["task_plugins"] = _creator(self._show_tasks, "plugins")
@@ -126,6 +137,13 @@ class Engine:
         for project in self.projects:
             if stage in self.enabled_stages(project):
                 yield self.stage_task(project, stage)
+
+    def _user_stage_tasks(self) -> Iterator[TaskDict]:
+        builtin = {s.name for s in self.stages}
+        for project in self.projects:
+            for stage in self.enabled_stages(project):
+                if stage.name not in builtin:
+                    yield self.stage_task(project, stage)
 
     def _image_tasks(self) -> Iterator[TaskDict]:
         yield {"basename": "image", "name": None, "doc": "Build every artifact of a project"}

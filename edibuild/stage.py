@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edibuild import run as runner
 from edibuild.project import Json, Project
@@ -74,7 +76,10 @@ class Stage:
     @property
     def code_version(self) -> str:
         """Digest of the module that defines the build function (its 'code version')."""
-        module = inspect.getmodule(self.build)
+        build: Any = self.build
+        while isinstance(build, functools.partial):
+            build = build.func
+        module = inspect.getmodule(build)
         source = inspect.getsource(module) if module is not None else self.name
         return hashlib.sha256(source.encode()).hexdigest()[:16]
 

@@ -309,3 +309,39 @@ def test_not_root_is_refused_before_anything_runs(
     assert "needs root" in out and "sudo" in out
     assert BUILDS == Counter()
     assert not h.art("alpha.txt").exists()
+
+
+def test_user_stage_runs_its_command_in_the_graph(h: Harness) -> None:
+    def project(name: str) -> Project:
+        base = Harness.project(h, name)
+        post = {
+            "100_shout": {
+                "command": ["cp", "{input:beta.text}", "{output:copy}"],
+                "inputs": ["beta.text"],
+                "outputs": {"copy": "shout.txt"},
+            }
+        }
+        return replace(base, sections={**base.sections, "postprocessing": post})
+
+    h.project = project  # type: ignore[method-assign]
+    code, out = h.doit("image:proj")
+    assert code == 0, out
+    assert h.art("shout.txt").read_text() == "HELLO- hosts: all\n"
+    code, out = h.doit("image:proj")
+    assert "-- shout:proj" in out
+    (h.tmp / "playbook.yml").write_text("edited\n")
+    code, out = h.doit("image:proj")
+    assert ".  shout:proj" in out
+    assert h.art("shout.txt").read_text() == "HELLOedited\n"
+    h.doit("clean", "--forget", "image:proj")
+    assert not h.art("shout.txt").exists()
+
+
+def test_user_stage_with_a_bad_input_is_a_config_error(h: Harness) -> None:
+    from edibuild.errors import ConfigError
+    from edibuild.userstage import user_stages
+
+    base = h.project("proj")
+    post = {"100_x": {"command": ["true"], "inputs": ["nope.text"], "outputs": {"o": "o"}}}
+    with pytest.raises(ConfigError, match="no stage 'nope'"):
+        user_stages(replace(base, sections={"postprocessing": post}), h.stages)

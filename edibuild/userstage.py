@@ -1,0 +1,254 @@
+"""User stages: a project's `postprocessing` nodes become stages of the same graph.
+
+```yaml
+postprocessing:
+  100_compress:
+    command: [zstd, -q, -19, "{input:disk.image}", -o, "{output:image}"]
+    inputs: [disk.image]                        # STAGE.OUTPUT names the command reads
+    outputs: {image: "{{ edibuild_project_name }}.img.zst"}
+  200_docs:
+    path: plugins/postprocessing/docs.sh        # a script: its content is an input
+    inputs: [export.rootfs]
+    outputs: {docs: docs.tar.gz}
+```
+The command (or the script, when there is no command) runs in scratch space with
+placeholders `{input:STAGE.OUTPUT}`, `{output:NAME}`, `{param:NAME}` and `{script}`
+replaced, and the same values in the environment (EDIBUILD_INPUT_STAGE_OUTPUT,
+EDIBUILD_OUTPUT_NAME, EDIBUILD_PARAM_NAME). Up-to-date rules are the built-in stages'.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from edibuild.errors import ConfigError
+from edibuild.project import Json, Project
+from edibuild.stage import Stage, StageContext
+
+NODE_KEYS = ("path", "command", "inputs", "outputs", "parameters", "skip")
+PLACEHOLDER = re.compile(r"\{(input|output|param):([A-Za-z0-9_.-]+)\}|\{script\}")
+
+
+def stage_name(key: str) -> str:
+    """`100_compress` -> `compress`: the doit basename of a user stage."""
+    return re.sub(r"^[0-9]+_", "", key)
+
+
+def user_stages(project: Project, known: Sequence[Stage]) -> tuple[Stage, ...]:
+    """Build one Stage per postprocessing node, checking names, inputs and outputs."""
+    nodes = project.section("postprocessing") or {}
+    stages: list[Stage] = []
+    available = {s.name: s for s in known}
+    for key, node in nodes.items():
+        stage = _make_stage(project, key, node, available)
+        available[stage.name] = stage
+        stages.append(stage)
+    return tuple(stages)
+
+
+def _error(project: Project, key: str, field: str, message: str, hint: str) -> ConfigError:
+    return ConfigError(
+        message,
+        location=project.where("postprocessing", key, field),
+        key=f"postprocessing.{key}.{field}",
+        hint=hint,
+    )
+
+
+def _make_stage(project: Project, key: str, node: Any, available: Mapping[str, Stage]) -> Stage:
+    name = stage_name(key)
+    if name in available:
+        raise _error(
+            project,
+            key,
+            "path",
+            f"the stage name {name!r} is taken",
+            "rename the node (its name without the number is the stage name)",
+        )
+    unknown = sorted(set(node) - set(NODE_KEYS))
+    if unknown:
+        raise _error(
+            project,
+            key,
+            unknown[0],
+            f"unknown key {unknown[0]!r}",
+            f"a postprocessing node has: {', '.join(NODE_KEYS)}",
+        )
+    outputs = _outputs(project, key, node.get("outputs"))
+    inputs = _inputs(project, key, node.get("inputs") or [], available)
+    command = node.get("command")
+    if command is None and not node.get("path"):
+        raise _error(
+            project,
+            key,
+            "command",
+            "neither a command nor a script path",
+            "give `command: [argv, ...]` or `path: a script`",
+        )
+    if command is not None and (
+        not isinstance(command, list) or not all(isinstance(a, str) for a in command)
+    ):
+        raise _error(
+            project,
+            key,
+            "command",
+            "must be a list of strings (an argv list)",
+            'write it as [zstd, -19, "{input:disk.image}"], never as a shell line',
+        )
+    _check_placeholders(project, key, command or [], inputs, outputs, node)
+    upstream = tuple(dict.fromkeys(stage for stage, _ in inputs))
+    script = Path(node["path"]) if node.get("path") else None
+    return Stage(
+        name=name,
+        doc=f"User stage {key} of the project's postprocessing",
+        upstream=upstream,
+        outputs=functools.partial(_names, outputs),
+        config=functools.partial(_config, {k: v for k, v in node.items() if k != "path"}),
+        build=functools.partial(_build, command, script, inputs, node.get("parameters") or {}),
+        plugins=functools.partial(_plugins, script),
+        needs_root=False,
+        image_output=True,
+    )
+
+
+def _outputs(project: Project, key: str, raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict) or not raw:
+        raise _error(
+            project,
+            key,
+            "outputs",
+            "must map output names to file names",
+            "e.g. outputs: {image: my-image.img.zst}",
+        )
+    for name, file in raw.items():
+        if not isinstance(file, str) or "/" in file or file.startswith("."):
+            raise _error(
+                project,
+                key,
+                "outputs",
+                f"output {name!r} needs a plain file name",
+                "no folders, no leading dot",
+            )
+    return dict(raw)
+
+
+def _inputs(
+    project: Project, key: str, raw: Any, available: Mapping[str, Stage]
+) -> list[tuple[str, str]]:
+    if not isinstance(raw, list):
+        raise _error(
+            project,
+            key,
+            "inputs",
+            "must be a list of STAGE.OUTPUT names",
+            "e.g. inputs: [disk.image]",
+        )
+    inputs = []
+    for item in raw:
+        stage, _, output = str(item).partition(".")
+        if stage not in available:
+            raise _error(
+                project,
+                key,
+                "inputs",
+                f"no stage {stage!r} before this one",
+                f"stages: {', '.join(available)}",
+            )
+        names = available[stage].outputs(project)
+        if output not in names:
+            raise _error(
+                project,
+                key,
+                "inputs",
+                f"stage {stage} has no output {output!r}",
+                f"its outputs: {', '.join(names)}",
+            )
+        inputs.append((stage, output))
+    return inputs
+
+
+def _check_placeholders(
+    project: Project,
+    key: str,
+    command: list[str],
+    inputs: list[tuple[str, str]],
+    outputs: Mapping[str, str],
+    node: Mapping[str, Any],
+) -> None:
+    known = {f"input:{s}.{o}" for s, o in inputs} | {f"output:{n}" for n in outputs}
+    known |= {f"param:{n}" for n in node.get("parameters") or {}}
+    if node.get("path"):
+        known.add("script")
+    for arg in command:
+        for match in PLACEHOLDER.finditer(arg):
+            if match.group(0)[1:-1] not in known:
+                raise _error(
+                    project,
+                    key,
+                    "command",
+                    f"unknown placeholder {match.group(0)}",
+                    "declare it under inputs, outputs or parameters",
+                )
+
+
+def _names(outputs: Mapping[str, str], project: Project) -> Mapping[str, str]:
+    return outputs
+
+
+def _config(node: Mapping[str, Json], project: Project) -> Json:
+    return dict(node)
+
+
+def _plugins(script: Path | None, project: Project) -> tuple[Path, ...]:
+    return (script,) if script is not None else ()
+
+
+def _build(
+    command: list[str] | None,
+    script: Path | None,
+    inputs: list[tuple[str, str]],
+    parameters: Mapping[str, Json],
+    ctx: StageContext,
+) -> Json:
+    values: dict[str, str] = {}
+    env = dict(ctx.env, EDIBUILD_PROJECT=ctx.project.name)
+    for stage, output in inputs:
+        path = os.fspath(ctx.input(stage, output))
+        values[f"input:{stage}.{output}"] = path
+        env[_env_name("INPUT", f"{stage}_{output}")] = path
+    for name in ctx.output_names:
+        path = os.fspath(ctx.output(name))
+        values[f"output:{name}"] = path
+        env[_env_name("OUTPUT", name)] = path
+    for name, value in parameters.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        values[f"param:{name}"] = text
+        env[_env_name("PARAM", name)] = text
+    if script is not None:
+        values["script"] = os.fspath(script)
+    argv = command if command is not None else ["{script}"]
+    ctx.run([_substitute(a, values) for a in argv], cwd=ctx.workdir, env=env)
+    return {"command": [_substitute(a, values) for a in argv]}
+
+
+def _env_name(kind: str, name: str) -> str:
+    return f"EDIBUILD_{kind}_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def _substitute(arg: str, values: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)[1:-1]
+        if token not in values:
+            raise ConfigError(
+                f"unknown placeholder {match.group(0)} in a postprocessing command",
+                hint="declare it under inputs, outputs or parameters",
+            )
+        return values[token]
+
+    return PLACEHOLDER.sub(replace, arg)
