@@ -139,7 +139,11 @@ def make_ext4(image: Path, size: int, tree: Path | None, params: Ext4Params, log
 
 def used_inodes(image: Path) -> list[int]:
     """Return the numbers of the inodes in use in an ext4 image (from dumpe2fs)."""
-    text = runner.output(["dumpe2fs", image])
+    return parse_used_inodes(runner.output(["dumpe2fs", image]), image)
+
+
+def parse_used_inodes(text: str, image: Path) -> list[int]:
+    """Return the used inodes from dumpe2fs output: the root and those not listed free."""
 
     def number(field: str) -> int:
         match = re.search(rf"^{field}:\s+(\d+)", text, re.M)

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from edibuild.errors import ConfigError, StageFailed
 from edibuild.project import Bootstrap, Json, Project
 from edibuild.stage import Stage, StageContext
-from stages import bmap, disk, mender, partitions
+from stages import bmap, boottest, disk, mender, partitions
 from tests.conftest import require_root, require_tool
 
 pytestmark = pytest.mark.integration
@@ -188,3 +189,48 @@ def test_mender_artifact_reads_back(built: Builder) -> None:
     assert re.search(r"Name:\s+imgtest-1\.0", text)
     assert "qemux86-64" in text
     assert sha256(built.outputs["partitions"]["root"]) in text
+
+
+def test_partition_images_are_reproducible(built: Builder, rootfs: Path) -> None:
+    """A second build of the same input with the same key gives bit-identical images."""
+    again = Builder(built.base / "again", built.project, rootfs)
+    again.build(partitions.STAGE)
+    first, second = built.outputs["partitions"], again.outputs["partitions"]
+    same = {name: sha256(first[name]) == sha256(second[name]) for name in first}
+    print("\nreproducible partition images:", same)
+    assert all(same.values()), same
+
+
+def test_fixed_size_too_small_is_a_config_error(built: Builder, rootfs: Path) -> None:
+    """A fixed size smaller than the content fails with a message naming the partition."""
+    layout = {"partitions": {"10_boot": {"filesystem": "vfat", "size": "8MiB", "content": "/boot"},
+                             "20_root": {"size": "auto"}}}  # fmt: skip
+    small = Builder(built.base / "small", project({"layout": layout}), rootfs)
+    with pytest.raises(ConfigError, match=r"10_boot is 8 MiB, but its content /boot needs"):
+        small.build(partitions.STAGE)
+
+
+def test_image_boots_to_login_prompt(built: Builder) -> None:
+    """The GPT image (kernel on the vfat /boot, root on ext4) boots in qemu to `login:`."""
+    require_tool("qemu-system-x86_64", "timeout")
+    built.project = project({"layout": LAYOUT, "boottest": {"timeout": 240}})
+    info = built.build(boottest.STAGE)
+    print(f"\nboot to login: {info['seconds']} s")
+    assert info["booted"] is True
+    result = json.loads(built.outputs["boottest"]["result"].read_text())
+    assert result["expect"] == "login:"
+    assert "login:" in built.outputs["boottest"]["console"].read_text(errors="replace")
+    # qemu deletes its pid file when it exits cleanly (it was stopped, not left running)
+    assert not (built.base / "boottest-k1" / "qemu.pid").exists()
+
+
+def test_boot_without_the_marker_fails_with_the_console_tail(built: Builder) -> None:
+    """A marker that never shows fails the stage in time, with the console's last lines."""
+    require_tool("qemu-system-x86_64", "timeout")
+    built.project = project({"layout": LAYOUT, "boottest": {"timeout": 15, "expect": "NEVER"}})
+    started = time.monotonic()
+    with pytest.raises(StageFailed, match=r"did not show 'NEVER'.*within 15 s") as failure:
+        built.build(boottest.STAGE, key="k2")
+    assert time.monotonic() - started < 45
+    assert len(str(failure.value).splitlines()) > 10  # the console's tail is in the message
+    assert not (built.base / "boottest-k2" / "qemu.pid").exists()
