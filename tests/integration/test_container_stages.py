@@ -57,8 +57,14 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    """A pylxd client (the test fails in CI when no LXD answers)."""
+    """A pylxd client; LXD is started and initialised if needed (host setup's ensure_lxd)."""
     require_root()
+    try:
+        from edibuild.host.lxd_service import ensure_lxd
+
+        ensure_lxd()
+    except ImportError:
+        pass
     try:
         return lxd.connect()
     except StageFailed as exc:
