@@ -23,6 +23,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
+from edibuild import explain
 from edibuild.errors import EdibuildError, StageFailed
 from edibuild.fsutil import digest_json, read_json, sha256_file
 from edibuild.project import Json, Project
@@ -127,6 +128,7 @@ class Engine:
         result = {f"task_{s.name}": _creator(self._stage_tasks, s) for s in self.stages}
         result["task_postprocessing"] = _creator(self._user_stage_tasks)
         result["task_image"] = _creator(self._image_tasks)
+        result["task_why"] = _creator(self._why_tasks)
         result["task_config"] = _creator(self._show_tasks, "config")
         result["task_plugins"] = _creator(self._show_tasks, "plugins")
         result["task__preflight"] = _creator(self._preflight_tasks)
@@ -165,6 +167,30 @@ class Engine:
                 "uptodate": [False],
                 "verbosity": 2,
             }
+
+    def _why_tasks(self) -> Iterator[TaskDict]:
+        doc = "Dry run: which stages `doit image:NAME` would run, and why, in plain words"
+        yield {"basename": "why", "name": None, "doc": doc}
+        for project in self.projects:
+            action = functools.partial(self.why, project)
+            yield {
+                "basename": "why",
+                "name": project.name,
+                "doc": doc,
+                "actions": [action],
+                "uptodate": [False],
+                "verbosity": 2,
+            }
+
+    def why(self, project: Project) -> None:
+        """Print the stages of a project that would run, each with its reasons."""
+        steps = explain.plan(self, project, {s.name for s in self.enabled_stages(project)})
+        if not steps:
+            print(f"image:{project.name} is up to date: nothing would run.")
+        for stage, reasons in steps:
+            print(f"{stage.name}:{project.name} would run:")
+            for reason in reasons:
+                print(f"  - {reason}")
 
     def _preflight_tasks(self) -> Iterator[TaskDict]:
         for project in self.projects:
@@ -222,6 +248,8 @@ class Engine:
                 "upstream": digests,
             }
         )
+        why = explain.reasons(self, project, stage, will_run=set())
+        say(f"{stage.name}:{project.name}: runs because {'; '.join(why) or 'it was asked to'}")
         started = time.monotonic()
         entry = self.cache.lookup(stage.name, key)
         if entry is not None and not stage.intact(project, entry.info or {}):
@@ -247,6 +275,7 @@ class Engine:
                 os.fspath(p): d for p, d in zip(stage.plugins(project), plugins, strict=True)
             },
             "upstream": digests,
+            "why": why,
             "info": entry.info,
             "reused": reused,
             "seconds": round(time.monotonic() - started, 3),

@@ -345,3 +345,22 @@ def test_user_stage_with_a_bad_input_is_a_config_error(h: Harness) -> None:
     post = {"100_x": {"command": ["true"], "inputs": ["nope.text"], "outputs": {"o": "o"}}}
     with pytest.raises(ConfigError, match="no stage 'nope'"):
         user_stages(replace(base, sections={"postprocessing": post}), h.stages)
+
+
+def test_why_explains_in_plain_words_and_builds_nothing(h: Harness) -> None:
+    code, out = h.doit("why:proj")
+    assert "alpha:proj would run" in out and "has not been built yet" in out
+    h.doit("image:proj")
+    code, out = h.doit("why:proj")
+    assert "up to date: nothing would run" in out
+    h.values["proj"] = "bye"
+    (h.tmp / "playbook.yml").write_text("edited\n")
+    code, out = h.doit("why:proj")
+    assert code == 0
+    assert "configuration: value changed from hello to bye" in out
+    assert "beta:proj would run" in out and "the alpha stage runs first" in out
+    assert "playbook.yml changed" in out
+    assert Counter(alpha=1, beta=1, gamma=1) == BUILDS
+    h.doit("image:proj")
+    manifest = json.loads(h.art("alpha.manifest.json").read_text())
+    assert manifest["why"] == ["configuration: value changed from hello to bye"]
