@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from edibuild.errors import ConfigError, StageFailed
+from edibuild.fsimage import derive_hex
 from edibuild.project import Bootstrap, Json, Project
 from edibuild.stage import Stage, StageContext
 from stages import bmap, boottest, disk, mender, partitions
@@ -234,3 +235,19 @@ def test_boot_without_the_marker_fails_with_the_console_tail(built: Builder) -> 
     assert time.monotonic() - started < 45
     assert len(str(failure.value).splitlines()) > 10  # the console's tail is in the message
     assert not (built.base / "boottest-k2" / "qemu.pid").exists()
+
+
+def test_msdos_disk_from_the_same_partition_images(built: Builder) -> None:
+    """The same partitions in an MBR table: dos label, fixed disk id, boot flag, types."""
+    msdos = Builder(built.base / "msdos", project({"layout": {**LAYOUT, "table": "msdos"}}),
+                    built.outputs["export"]["rootfs"])  # fmt: skip
+    msdos.outputs["partitions"] = built.outputs["partitions"]
+    msdos.build(disk.STAGE, key="k3")
+    image = msdos.outputs["disk"]["image"]
+    dump = subprocess.run(["sfdisk", "--json", str(image)], check=True, capture_output=True)
+    table = json.loads(dump.stdout)["partitiontable"]
+    assert table["label"] == "dos"
+    assert table["id"] == "0x" + derive_hex("k3", "disk")
+    assert [p["type"] for p in table["partitions"]] == ["c", "83", "83", "83"]
+    assert table["partitions"][0].get("bootable") is True
+    assert image.stat().st_size == msdos.infos["disk"]["disk_size"]
