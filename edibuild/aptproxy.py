@@ -198,14 +198,19 @@ def _relay(
         return
     cache.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".part-")
+    last = b""
     try:
         with os.fdopen(fd, "wb") as part:
             while chunk := response.read(1 << 16):
                 part.write(chunk)
-                write(chunk)
+                write(last)
+                last = chunk
         expected = response.getheader("Content-Length")
         if expected is None or int(expected) == os.path.getsize(tmp):
             os.replace(tmp, cache)
+        # The last bytes go out only once the file is in the cache: a client that asks
+        # again as soon as it has the whole body finds it there.
+        write(last)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -142,6 +142,11 @@ class Engine:
 
     def _user_stage_tasks(self) -> Iterator[TaskDict]:
         builtin = {s.name for s in self.stages}
+        yield {
+            "basename": "postprocessing",
+            "name": None,
+            "doc": "User stages from projects' postprocessing sections (their own task names)",
+        }
         for project in self.projects:
             for stage in self.enabled_stages(project):
                 if stage.name not in builtin:

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import require, require_root, require_tool
+from tests.conftest import require, require_root, require_tool
 
 from edibuild.host import emulation
 

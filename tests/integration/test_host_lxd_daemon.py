@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require_root, require_tool
+from tests.conftest import require_root, require_tool
 
 from edibuild.host import lxd_service
 from edibuild.host.lxd_service import Daemon

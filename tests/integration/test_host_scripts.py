@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, require_tool
+from tests.conftest import REPO, require_tool
 
 from edibuild.host import packages
 
