@@ -129,6 +129,7 @@ class Engine:
         result["task_postprocessing"] = _creator(self._user_stage_tasks)
         result["task_image"] = _creator(self._image_tasks)
         result["task_why"] = _creator(self._why_tasks)
+        result["task_trim"] = _creator(self._trim_task)
         result["task_config"] = _creator(self._show_tasks, "config")
         result["task_plugins"] = _creator(self._show_tasks, "plugins")
         result["task__preflight"] = _creator(self._preflight_tasks)
@@ -196,6 +197,40 @@ class Engine:
             print(f"{stage.name}:{project.name} would run:")
             for reason in reasons:
                 print(f"  - {reason}")
+
+    def _trim_task(self) -> Iterator[TaskDict]:
+        yield {
+            "basename": "trim",
+            "doc": "Trim the cache to a budget (--budget 20GiB), least recently used first",
+            "actions": [self.trim],
+            "params": [
+                {
+                    "name": "budget",
+                    "long": "budget",
+                    "type": str,
+                    "default": os.environ.get("EDIBUILD_CACHE_BUDGET", "50GiB"),
+                    "help": "size to trim the cache to (EDIBUILD_CACHE_BUDGET)",
+                }
+            ],
+            "uptodate": [False],
+            "verbosity": 2,
+        }
+
+    def trim(self, budget: str) -> TaskFailed | None:
+        """Trim the cache; what any project's artifacts point at is kept."""
+        from edibuild.trim import parse_budget, trim
+
+        try:
+            report = trim(self.cache, self.workspace.artifacts_dir, parse_budget(budget))
+        except EdibuildError as exc:
+            return TaskFailed(str(exc))
+        print(
+            f"cache {self.cache.root}: {report.before / 1e9:.2f} GB -> "
+            f"{report.after / 1e9:.2f} GB; removed {report.entries_removed} entries and "
+            f"{report.blobs_removed} blobs; kept what {report.protected} installed "
+            "outputs point at"
+        )
+        return None
 
     def _preflight_tasks(self) -> Iterator[TaskDict]:
         for project in self.projects:

@@ -7,7 +7,17 @@ import importlib
 from edibuild.stage import Stage
 
 # In pipeline order. Each module defines STAGE (an edibuild.stage.Stage).
-STAGE_MODULES: tuple[str, ...] = ("bootstrap",)
+STAGE_MODULES: tuple[str, ...] = (
+    "bootstrap",
+    "lxd_import",
+    "configure",
+    "export",
+    "partitions",
+    "disk",
+    "bmap",
+    "mender",
+    "boottest",
+)
 
 
 def all_stages() -> tuple[Stage, ...]:

@@ -22,7 +22,7 @@ def build(ctx: StageContext) -> Json:
 
 STAGE = Stage(
     name="bmap",
-    doc="block map of the disk image (bmaptool copy flashes it fast)",
+    doc="Make the block map of the disk image (bmaptool copy flashes it fast)",
     upstream=("disk",),
     outputs=lambda project: {"bmap": f"{project.name}.bmap"},
     config=lambda project: {},

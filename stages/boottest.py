@@ -219,7 +219,7 @@ def config(project: Project) -> Json:
 
 STAGE = Stage(
     name="boottest",
-    doc="boot the disk image in qemu (no KVM) up to a console marker",
+    doc="Boot the disk image in qemu (no KVM needed) up to a console marker",
     upstream=("partitions", "disk"),
     outputs=lambda project: {"result": "boottest.json", "console": "boottest-console.log"},
     config=config,

@@ -107,7 +107,7 @@ def config(project: Project) -> Json:
 
 STAGE = Stage(
     name="disk",
-    doc="partitioned, sparse disk image (what users flash)",
+    doc="Assemble the partitioned, sparse disk image (what users flash)",
     upstream=("partitions",),
     outputs=lambda project: {"image": f"{project.name}.img"},
     config=config,

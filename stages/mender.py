@@ -88,7 +88,7 @@ def build(ctx: StageContext) -> Json:
 
 STAGE = Stage(
     name="mender",
-    doc="Mender update artifact of the root filesystem",
+    doc="Write the Mender update artifact of the root file system",
     upstream=("partitions",),
     outputs=lambda project: {"artifact": f"{project.name}.mender"},
     config=_config,

@@ -172,8 +172,10 @@ def build(ctx: StageContext) -> Json:
 
 STAGE = Stage(
     name="partitions",
-    doc="one filesystem image per partition of the layout (ext4, vfat)",
+    doc="Make one file system image per partition of the layout (ext4, vfat)",
     upstream=("export",),
+    # A project without a layout (a dev container, say) stops at the exported rootfs.
+    enabled=lambda project: project.section("layout") is not None,
     outputs=outputs,
     config=config,
     build=build,

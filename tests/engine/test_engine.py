@@ -364,3 +364,17 @@ def test_why_explains_in_plain_words_and_builds_nothing(h: Harness) -> None:
     h.doit("image:proj")
     manifest = json.loads(h.art("alpha.manifest.json").read_text())
     assert manifest["why"] == ["configuration: value changed from hello to bye"]
+
+
+def test_trim_removes_least_recently_used_and_keeps_what_projects_use(h: Harness) -> None:
+    h.doit("image:proj")
+    h.values["proj"] = "bye"
+    h.doit("image:proj")
+    code, out = h.doit("trim", "--budget", "0")
+    assert code == 0, out
+    assert "removed 3 entries" in out
+    assert h.art("proj.img").read_text().startswith("image of BYE")
+    assert "-- gamma:proj" in h.doit("image:proj")[1]  # still intact and up to date
+    h.values["proj"] = "hello"
+    h.doit("image:proj")  # its entries were trimmed: really built again
+    assert Counter(alpha=3, beta=3, gamma=3) == BUILDS
