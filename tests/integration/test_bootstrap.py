@@ -22,8 +22,9 @@ PROJECTS = Path(__file__).resolve().parent / "projects"
 class Workspace:
     """A private projects folder, artifacts and state for one test module."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, cache: Path) -> None:
         self.tmp = tmp
+        self.cache = cache
         self.projects = tmp / "projects"
         shutil.copytree(PROJECTS, self.projects)
 
@@ -33,6 +34,7 @@ class Workspace:
             EDIBUILD_PROJECTS=str(self.projects),
             EDIBUILD_STATE=str(self.tmp / "state"),
             EDIBUILD_ARTIFACTS=str(self.tmp / "artifacts"),
+            EDIBUILD_CACHE=str(self.cache),
         )
         proc = subprocess.run(
             [sys.executable, "-m", "doit", *args],
@@ -58,10 +60,10 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+def ws(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Workspace:
     require_root()
     require_tool("mmdebstrap", "debootstrap", "zstd")
-    return Workspace(tmp_path_factory.mktemp("bootstrap"))
+    return Workspace(tmp_path_factory.mktemp("bootstrap"), shared_cache)
 
 
 def test_bootstrap_builds_a_rootfs_tarball_with_a_manifest(ws: Workspace) -> None:
@@ -88,8 +90,8 @@ def test_edit_reruns_with_debootstrap_and_revert_reuses_the_cache(ws: Workspace)
     first = ws.manifest("it-bookworm-amd64")["outputs"]["rootfs"]["sha256"]
     ws.edit(
         "it-bookworm-amd64",
-        "tool: mmdebstrap\n  packages: []",
-        "tool: debootstrap\n  packages: [hello]",
+        "tool: mmdebstrap\n  packages: [python3, systemd-sysv]",
+        "tool: debootstrap\n  packages: [python3, systemd-sysv, hello]",
     )
     out = ws.doit("bootstrap:it-bookworm-amd64")
     assert ".  bootstrap:it-bookworm-amd64" in out and "building" in out
@@ -97,8 +99,8 @@ def test_edit_reruns_with_debootstrap_and_revert_reuses_the_cache(ws: Workspace)
     assert "hello" in names
     ws.edit(
         "it-bookworm-amd64",
-        "tool: debootstrap\n  packages: [hello]",
-        "tool: mmdebstrap\n  packages: []",
+        "tool: debootstrap\n  packages: [python3, systemd-sysv, hello]",
+        "tool: mmdebstrap\n  packages: [python3, systemd-sysv]",
     )
     out = ws.doit("bootstrap:it-bookworm-amd64")
     assert "reused from the cache" in out

@@ -6,9 +6,9 @@ import os
 import subprocess
 
 import pytest
-from tests.conftest import require, require_root, require_tool
 
 from edibuild.host import emulation
+from tests.conftest import require, require_root, require_tool
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_root, require_tool
 
 from edibuild.host import lxd_service
 from edibuild.host.lxd_service import Daemon
+from tests.conftest import require_root, require_tool
 
 pytestmark = pytest.mark.integration
 

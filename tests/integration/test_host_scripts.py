@@ -7,9 +7,9 @@ import sys
 import time
 
 import pytest
-from tests.conftest import REPO, require_tool
 
 from edibuild.host import packages
+from tests.conftest import REPO, require_tool
 
 pytestmark = pytest.mark.integration
 

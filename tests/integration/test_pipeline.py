@@ -1,0 +1,137 @@
+"""The shipped qemu-bookworm-amd64 project end to end through the real `doit`.
+
+bootstrap -> import -> configure -> export -> partitions -> disk -> bmap -> mender ->
+boottest, then the rebuild rules: a second run runs nothing, a layout edit reruns only
+the image stages, a playbook edit reruns configure (and what its output changes), and
+`doit clean image:NAME --forget` rebuilds only the image outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root, require_tool
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "qemu-bookworm-amd64"
+IMAGE_STAGES = ["partitions", "disk", "bmap", "mender", "boottest"]
+RAN = re.compile(r"^\.  (\w+):", re.MULTILINE)
+
+
+class Build:
+    """A private copy of the shipped projects with its own artifacts and state."""
+
+    def __init__(self, tmp: Path, cache: Path) -> None:
+        self.tmp = tmp
+        self.projects = tmp / "projects"
+        shutil.copytree(REPO / "projects", self.projects)
+        self.env = dict(os.environ)
+        self.env.update(
+            EDIBUILD_PROJECTS=str(self.projects),
+            EDIBUILD_STATE=str(tmp / "state"),
+            EDIBUILD_ARTIFACTS=str(tmp / "artifacts"),
+            EDIBUILD_CACHE=str(cache),
+        )
+        self.artifacts = tmp / "artifacts" / NAME
+
+    def doit(self, *args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "doit", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out
+        return out
+
+    def ran(self, *args: str) -> list[str]:
+        """The stages a doit invocation ran."""
+        return [s for s in RAN.findall(self.doit(*args)) if s != "image"]
+
+    def edit(self, rel: str, old: str, new: str) -> None:
+        path = self.projects / rel
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {path}"
+        path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Build:
+    require_root()
+    require_tool("mmdebstrap", "lxc", "mkfs.ext4", "sfdisk", "bmaptool", "mender-artifact",
+                 "qemu-system-x86_64")  # fmt: skip
+    return Build(tmp_path_factory.mktemp("pipeline"), shared_cache)
+
+
+def test_cold_build_makes_every_artifact_and_boots(build: Build) -> None:
+    build.doit(f"image:{NAME}")
+    for name in (f"{NAME}.img", f"{NAME}.bmap", f"{NAME}.mender", "rootfs.tar.zst"):
+        assert (build.artifacts / name).stat().st_size > 0, name
+    result = json.loads((build.artifacts / "boottest.json").read_text())
+    assert result["booted"] is True
+    artifact = subprocess.run(
+        ["mender-artifact", "read", build.artifacts / f"{NAME}.mender"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"{NAME}-dev" in artifact and "qemux86-64" in artifact
+
+
+def test_second_run_runs_nothing(build: Build) -> None:
+    assert build.ran(f"image:{NAME}") == []
+    assert "nothing would run" in build.doit(f"why:{NAME}")
+
+
+def test_bmap_copy_reproduces_the_image(build: Build, tmp_path: Path) -> None:
+    target = tmp_path / "sdcard.img"
+    subprocess.run(
+        ["bmaptool", "copy", "--bmap", build.artifacts / f"{NAME}.bmap",
+         build.artifacts / f"{NAME}.img", target],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    image = (build.artifacts / f"{NAME}.img").read_bytes()
+    assert target.read_bytes() == image
+
+
+def test_layout_edit_reruns_only_the_image_stages(build: Build) -> None:
+    build.edit("common/qemu-vm.yml", "size: 64MiB}", "size: 96MiB}")
+    why = build.doit(f"why:{NAME}")
+    assert "configuration: " in why and "64MiB" in why and "96MiB" in why
+    assert build.ran(f"image:{NAME}") == IMAGE_STAGES
+
+
+def test_clean_image_rebuilds_only_the_image_outputs(build: Build) -> None:
+    build.doit("clean", "--forget", f"image:{NAME}")
+    assert not (build.artifacts / f"{NAME}.img").exists()
+    assert (build.artifacts / "rootfs.tar.zst").exists()
+    assert build.ran(f"image:{NAME}") == IMAGE_STAGES
+
+
+def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build) -> None:
+    build.edit("plugins/playbooks/cleanup/main.yml", "\n", "\n# edited by the pipeline test\n")
+    ran = build.ran(f"image:{NAME}")
+    assert ran[:2] == ["configure", "export"]
+    assert "bootstrap" not in ran and "import" not in ran
+    # Early cut-off: when export makes the same bytes again, no image stage runs.
+    manifest = json.loads((build.artifacts / "export.manifest.json").read_text())
+    assert manifest["why"] == [
+        "the output of the configure stage changed since this stage last ran"
+    ]
+    if ran == ["configure", "export"]:
+        print("early cut-off: export produced identical bytes; no image stage ran")
+    else:
+        assert ran == ["configure", "export", *IMAGE_STAGES]
