@@ -23,7 +23,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
 PROJECT = "qemu-bookworm-amd64"
+TWIN = "qemu-twin-amd64"
 RAN = re.compile(r"^\.  (\S+)", re.MULTILINE)
+
+
+@dataclass
+class Scenario:
+    """A named doit invocation, an optional edit before it, and optional follow-ups."""
+
+    name: str
+    args: list[str]
+    before: Callable[[], None] | None = None
+    then: list[str] | None = None
 
 
 @dataclass
@@ -98,22 +109,71 @@ def prepare(cold: bool) -> None:
     shutil.copytree(REPO / "projects", OUT / "projects")
 
 
-def scenarios() -> list[tuple[str, list[str], Callable[[], None] | None]]:
-    """The scenarios, in order; each may edit the projects first."""
+def scenarios() -> list[Scenario]:
+    """The scenarios of issue 6, in order; each may edit the projects first."""
     target = [f"image:{PROJECT}"]
-    common = OUT / "projects" / "common" / "debian.yml"
+    projects = OUT / "projects"
+    cleanup = projects / "plugins" / "playbooks" / "cleanup" / "main.yml"
+    marker = (
+        "  tasks:\n"
+        "    - name: Leave a marker (bench edit)\n"
+        "      ansible.builtin.copy: {dest: /etc/edibuild-bench, content: edited, mode: '0644'}\n"
+        "\n"
+    )
     return [
-        ("doit --version (bare start-up)", ["--version"], None),
-        ("doit list", ["list"], None),
-        ("cold build", target, None),
-        ("no-op", target, None),
-        (
-            "bootstrap package list edit",
+        Scenario("doit --version (bare start-up)", ["--version"]),
+        Scenario("doit list", ["list"]),
+        Scenario("1. cold build (empty cache)", target),
+        Scenario("2. no-op", target),
+        Scenario(
+            "3. edit of the last playbook (changes the rootfs)",
             target,
-            edit(common, "- python3\n", "- python3\n    - hello\n"),
+            edit(cleanup, "  tasks:\n", marker),
         ),
-        ("no-op after that", target, None),
+        Scenario(
+            "4. playbook comment edit (early cut-off)",
+            target,
+            edit(cleanup, "---\n", "---\n# a comment (bench edit)\n"),
+        ),
+        Scenario(
+            "5. layout edit (data partition size)",
+            target,
+            edit(projects / "common" / "qemu-vm.yml", "size: 64MiB}", "size: 80MiB}"),
+        ),
+        Scenario(
+            "6. bootstrap package list edit",
+            target,
+            edit(
+                projects / "common" / "debian.yml", "    - python3\n", "    - python3\n    - less\n"
+            ),
+        ),
+        Scenario("7. second project sharing the bootstrap", [f"image:{TWIN}"], add_twin),
+        Scenario(
+            "8a. two projects one after the other",
+            [f"configure:{PROJECT}"],
+            forget_configure,
+            then=[f"configure:{TWIN}"],
+        ),
+        Scenario(
+            "8b. the same two projects in parallel (-n 2)",
+            ["-n", "2", f"configure:{PROJECT}", f"configure:{TWIN}"],
+            forget_configure,
+        ),
+        Scenario("no-op after all that", [f"image:{PROJECT}", f"image:{TWIN}"]),
     ]
+
+
+def add_twin() -> None:
+    """A second project: the same VM under another name and hostname."""
+    source = (OUT / "projects" / f"{PROJECT}.yml").read_text()
+    twin = source.replace("parameters:\n", "parameters:\n  hostname: twin-vm\n", 1)
+    (OUT / "projects" / f"{TWIN}.yml").write_text(twin)
+
+
+def forget_configure() -> None:
+    """Make both projects configure again (an edit of a playbook both use)."""
+    path = OUT / "projects" / "plugins" / "playbooks" / "base_system" / "main.yml"
+    path.write_text(path.read_text() + f"# bench edit {time.time()}\n")
 
 
 def machine() -> str:
@@ -148,12 +208,21 @@ def main() -> int:
     args = parser.parse_args()
     prepare(cold=not args.warm)
     results = []
-    for name, argv, before in scenarios():
-        if before is not None:
-            before()
-        result = measure(name, argv)
+    for scenario in scenarios():
+        if scenario.before is not None:
+            scenario.before()
+        result = measure(scenario.name, scenario.args)
+        if scenario.then:
+            more = measure(scenario.name, scenario.then)
+            result = Result(
+                result.name,
+                result.seconds + more.seconds,
+                max(result.peak_mb, more.peak_mb),
+                result.ran + more.ran,
+                result.ok and more.ok,
+            )
         results.append(result)
-        print(f"{name}: {result.seconds:.2f} s, ran {result.ran or 'nothing'}", flush=True)
+        print(f"{result.name}: {result.seconds:.2f} s, ran {result.ran or 'nothing'}", flush=True)
     text = table(results)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     report = f"# edibuild benchmark\n\nMeasured {stamp} on {machine()}.\n\n{text}\n"

@@ -36,6 +36,8 @@ from edibuild.workspace import Workspace
 DEFAULT_SOURCE_DATE_EPOCH = 1704067200  # 2024-01-01T00:00:00Z, when a project sets none
 
 TaskDict = dict[str, Any]
+# When doit's records differ from the stage manifest (e.g. `doit -a`, a forgotten task).
+RERUN_BY_DOIT = "doit's records say so (forced, forgotten, or an edit during the last build)"
 
 
 def doit_config(workspace: Workspace) -> dict[str, Any]:
@@ -289,7 +291,7 @@ class Engine:
             }
         )
         why = explain.reasons(self, project, stage, will_run=set())
-        say(f"{stage.name}:{project.name}: runs because {'; '.join(why) or 'it was asked to'}")
+        say(f"{stage.name}:{project.name}: runs because {'; '.join(why) or RERUN_BY_DOIT}")
         started = time.monotonic()
         entry = self.cache.lookup(stage.name, key)
         if entry is not None and not stage.intact(project, entry.info or {}):

@@ -73,9 +73,13 @@ class Stage:
     # container stages are kept).
     image_output: bool = False
 
-    @property
+    @functools.cached_property
     def code_version(self) -> str:
-        """Digest of the module that defines the build function (its 'code version')."""
+        """Digest of the module that defines the build function (its 'code version').
+
+        Computed once per process, so a build and its record agree even when the
+        module is edited while the build runs.
+        """
         build: Any = self.build
         while isinstance(build, functools.partial):
             build = build.func
