@@ -293,15 +293,16 @@ class Engine:
         why = explain.reasons(self, project, stage, will_run=set())
         say(f"{stage.name}:{project.name}: runs because {'; '.join(why) or RERUN_BY_DOIT}")
         started = time.monotonic()
-        entry = self.cache.lookup(stage.name, key)
-        if entry is not None and not stage.intact(project, entry.info or {}):
-            self.cache.forget(stage.name, key)
-            entry = None
-        reused = entry is not None
-        if entry is None:
-            entry = self._build(project, stage, key, inputs, infos, arts)
-        else:
-            say(f"{stage.name}:{project.name}: reused from the cache (key {key[:12]})")
+        with self.cache.lock(stage.name, key):
+            entry = self.cache.lookup(stage.name, key)
+            if entry is not None and not stage.intact(project, entry.info or {}):
+                self.cache.forget(stage.name, key)
+                entry = None
+            reused = entry is not None
+            if entry is None:
+                entry = self._build(project, stage, key, inputs, infos, arts)
+            else:
+                say(f"{stage.name}:{project.name}: reused from the cache (key {key[:12]})")
         names = stage.outputs(project)
         entry = dataclasses.replace(
             entry,

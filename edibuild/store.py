@@ -15,6 +15,7 @@ Layout (principle 3 of the design: content addressed):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 from edibuild.fsutil import read_json, remove_tree, sha256_file, unlink, write_atomic, write_json
 from edibuild.project import Json
-from edibuild.run import run
+from edibuild.run import run, say
 
 _counter = itertools.count()
 
@@ -117,6 +118,20 @@ class Cache:
         entry = self.lookup(stage, key)
         assert entry is not None
         return entry
+
+    @contextlib.contextmanager
+    def lock(self, stage: str, key: str) -> Iterator[None]:
+        """Hold the build of one input key: a parallel build of the same inputs waits, then
+        finds the result in the cache instead of building it twice."""
+        path = self.root / "locks" / stage / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say(f"{stage}: waiting for another build of the same inputs (key {key[:12]})")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def forget(self, stage: str, key: str) -> None:
         """Drop an action-cache entry (its blobs stay until the cache is trimmed)."""

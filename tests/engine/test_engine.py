@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,8 @@ INTERRUPT: set[str] = set()
 
 def _alpha(ctx: StageContext) -> Any:
     BUILDS["alpha"] += 1
+    if "slow" in INTERRUPT:
+        time.sleep(0.5)
     ctx.output("text").write_text(ctx.project.sections["alpha"]["value"])
     return {"length": len(ctx.project.sections["alpha"]["value"])}
 
@@ -378,3 +381,11 @@ def test_trim_removes_least_recently_used_and_keeps_what_projects_use(h: Harness
     h.values["proj"] = "hello"
     h.doit("image:proj")  # its entries were trimmed: really built again
     assert Counter(alpha=3, beta=3, gamma=3) == BUILDS
+
+
+def test_parallel_builds_of_the_same_inputs_build_once(h: Harness) -> None:
+    INTERRUPT.add("slow")
+    code, out = h.doit("-n", "2", "image:proj", "image:twin", projects=("proj", "twin"))
+    assert code == 0, out
+    assert Counter(alpha=1, beta=1, gamma=1) == BUILDS
+    assert h.art("proj.img").read_text() == (h.tmp / "artifacts/twin/twin.img").read_text()
