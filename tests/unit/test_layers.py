@@ -1,0 +1,197 @@
+"""Layer keys, names, the cached-prefix lookup and pruning (LXD replaced by a fake)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pylxd.exceptions import NotFound
+
+from edibuild import layers
+from edibuild.errors import ConfigError
+from edibuild.project import Bootstrap, Node, Project
+
+
+def make_project(tmp: Path, names: list[str], sections: dict[str, Any] | None = None) -> Project:
+    """A project whose playbooks each live in their own directory under `tmp`."""
+    nodes = []
+    for index, name in enumerate(names):
+        folder = tmp / "plugins" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "main.yml").exists():
+            (folder / "main.yml").write_text(f"# {name}\n")
+        nodes.append(Node(f"{index + 1}0_{name}", folder / "main.yml", {"n": index}))
+    return Project(
+        name="demo",
+        file=tmp / "demo.yml",
+        description="",
+        parameters={},
+        bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
+        lxd_profiles=(),
+        playbooks=tuple(nodes),
+        sections=sections or {},
+    )
+
+
+def keys(project: Project, image: str = "img", common: Any = None) -> tuple[str, ...]:
+    return layers.layer_keys(project, image, "code", common or {"p": 1}, [])
+
+
+def test_editing_the_third_playbook_keeps_the_first_two_keys(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b", "c"])
+    before = keys(project)
+    (tmp_path / "plugins" / "c" / "main.yml").write_text("# edited\n")
+    after = keys(project)
+    assert before[:2] == after[:2]
+    assert before[2] != after[2]
+
+
+def test_a_file_next_to_a_playbook_counts_for_it(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b", "c"])
+    before = keys(project)
+    (tmp_path / "plugins" / "b" / "templates").mkdir()
+    (tmp_path / "plugins" / "b" / "templates" / "motd.j2").write_text("hi\n")
+    after = keys(project)
+    assert before[0] == after[0]
+    assert before[1] != after[1] and before[2] != after[2]
+
+
+def test_first_playbook_image_or_common_config_change_every_key(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b", "c"])
+    base = keys(project)
+    assert all(k not in base for k in keys(project, image="other"))
+    assert all(k not in base for k in keys(project, common={"p": 2}))
+    (tmp_path / "plugins" / "a" / "main.yml").write_text("# edited\n")
+    assert all(k not in base for k in keys(project))
+
+
+def test_node_parameters_and_order_count(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b"])
+    base = keys(project)
+    changed = Node(project.playbooks[1].key, project.playbooks[1].path, {"n": 99})
+    edited = Project(**{**project.__dict__, "playbooks": (project.playbooks[0], changed)})
+    assert keys(edited)[0] == base[0] and keys(edited)[1] != base[1]
+    swapped = Project(**{**project.__dict__, "playbooks": project.playbooks[::-1]})
+    assert not set(keys(swapped)) & set(base)
+
+
+def test_playbooks_in_a_shared_folder_count_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "playbooks"
+    shared.mkdir()
+    (shared / "one.yml").write_text("# one\n")
+    (shared / "two.yml").write_text("# two\n")
+    assert layers.node_files(Node("10_one", shared / "one.yml")) == [shared / "one.yml"]
+
+
+def test_alias_pattern_matches_only_the_projects_own_layers() -> None:
+    project = make_project(Path("/nonexistent"), [])
+    other = Project(**{**project.__dict__, "name": "demo-x"})
+    mine = layers.alias(project, "0123456789abcdef" * 4)
+    theirs = layers.alias(other, "0123456789abcdef" * 4)
+    assert mine == "edibuild-layer-demo-0123456789abcdef"
+    assert layers.alias_pattern(project).match(mine)
+    assert not layers.alias_pattern(project).match(theirs)
+    assert not layers.alias_pattern(project).match("edibuild-0123456789abcdef")
+
+
+def test_layers_opt_out_and_bad_value(tmp_path: Path) -> None:
+    assert layers.enabled(make_project(tmp_path, []))
+    assert not layers.enabled(make_project(tmp_path, [], {"lxd": {"layers": False}}))
+    with pytest.raises(ConfigError, match=r"lxd\.layers"):
+        layers.enabled(make_project(tmp_path, [], {"lxd": {"layers": "no"}}))
+
+
+# -- against a fake LXD image store --------------------------------------------------
+
+
+@dataclass
+class FakeImage:
+    fingerprint: str
+    aliases: list[dict[str, str]]
+    uploaded_at: str
+    last_used_at: str = "0001-01-01T00:00:00Z"
+    store: FakeImages | None = field(default=None, repr=False)
+
+    def delete(self, wait: bool = False) -> None:
+        assert self.store is not None
+        self.store.items.remove(self)
+
+
+@dataclass
+class FakeImages:
+    items: list[FakeImage] = field(default_factory=list)
+
+    def add(self, alias: str, stamp: str) -> None:
+        fp = f"fp{len(self.items)}-{alias}"
+        self.items.append(FakeImage(fp, [{"name": alias}], stamp, store=self))
+
+    def all(self) -> list[FakeImage]:
+        return list(self.items)
+
+    def get(self, fingerprint: str) -> FakeImage:
+        for image in self.items:
+            if image.fingerprint == fingerprint:
+                return image
+        raise NotFound(None)
+
+    def get_by_alias(self, alias: str) -> FakeImage:
+        for image in self.items:
+            if any(a["name"] == alias for a in image.aliases):
+                return image
+        raise NotFound(None)
+
+    def names(self) -> list[str]:
+        return sorted(a["name"] for i in self.items for a in i.aliases)
+
+
+@dataclass
+class FakeClient:
+    images: FakeImages = field(default_factory=FakeImages)
+
+
+def test_plan_starts_after_the_longest_cached_prefix(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b", "c", "d"])
+    chain = keys(project)
+    client = FakeClient()
+    client.images.add(layers.alias(project, chain[0]), "2026-01-01T00:00:00Z")
+    client.images.add(layers.alias(project, chain[2]), "2026-01-01T00:00:00Z")
+    # The last state is never a layer, even if an image with its alias existed.
+    client.images.add(layers.alias(project, chain[3]), "2026-01-01T00:00:00Z")
+    plan = layers.plan(client, project, chain, "base", True)
+    assert plan.start == 3 and plan.source.endswith(layers.alias(project, chain[2]))
+    assert [plan.publishes(i) for i in range(4)] == [True, True, True, False]
+    assert plan.info(project)["skipped"] == ["10_a", "20_b", "30_c"]
+    off = layers.plan(client, project, chain, "base", False)
+    assert (off.start, off.source, off.publishes(0)) == (0, "base", False)
+
+
+def test_plan_without_layers_starts_from_the_image(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b"])
+    plan = layers.plan(FakeClient(), project, keys(project), "base", True)
+    assert (plan.start, plan.source) == (0, "base")
+    assert plan.info(project)["started_after"] is None
+
+
+def test_prune_keeps_the_chain_and_the_newest_spares_only(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b", "c"])
+    other = Project(**{**project.__dict__, "name": "demo-x"})
+    client = FakeClient()
+    chain = keys(project)[:2]
+    for n, key in enumerate(chain):
+        client.images.add(layers.alias(project, key), f"2026-01-0{n + 1}T00:00:00Z")
+    old = [f"{n:016x}" for n in range(5)]
+    for n, key in enumerate(old):
+        client.images.add(layers.alias(project, key), f"2025-01-0{n + 1}T00:00:00Z")
+    client.images.add(layers.alias(other, old[0]), "2020-01-01T00:00:00Z")
+    client.images.add("edibuild-0123456789abcdef", "2020-01-01T00:00:00Z")
+    removed = layers.prune(client, project, chain)
+    assert sorted(removed) == sorted(layers.alias(project, k) for k in old[:3])
+    kept = {layers.alias(project, k) for k in [*chain, *old[3:]]}
+    assert set(client.images.names()) == kept | {
+        layers.alias(other, old[0]),
+        "edibuild-0123456789abcdef",
+    }
+    assert len(layers.remove_all(client, project)) == 4
+    assert client.images.names() == ["edibuild-0123456789abcdef", layers.alias(other, old[0])]
