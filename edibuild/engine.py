@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ class Engine:
     def image_task(self, project: Project) -> TaskDict:
         """`image:NAME`: every artifact; cleaning it keeps the bootstrap and container stages."""
         arts = self.artifacts(project)
-        stages = self.enabled_stages(project)
+        stages = [s for s in self.enabled_stages(project) if s.in_image]
         outputs = [s for s in stages if s.image_output]
         return {
             "basename": "image",
@@ -192,7 +193,8 @@ class Engine:
 
     def why(self, project: Project) -> None:
         """Print the stages of a project that would run, each with its reasons."""
-        steps = explain.plan(self, project, {s.name for s in self.enabled_stages(project)})
+        targets = {s.name for s in self.enabled_stages(project) if s.in_image}
+        steps = explain.plan(self, project, targets)
         if not steps:
             print(f"image:{project.name} is up to date: nothing would run.")
         for stage, reasons in steps:
@@ -274,6 +276,15 @@ class Engine:
             self._run_stage(project, stage)
         except EdibuildError as exc:
             return TaskFailed(f"{stage.name}:{project.name}: {exc}")
+        except Exception as exc:  # a bug or an unforeseen failure: one message, log the rest
+            log = self.artifacts(project).log(stage.name)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as f:
+                f.write(traceback.format_exc())
+            return TaskFailed(
+                f"{stage.name}:{project.name}: unexpected {type(exc).__name__}: {exc}\n"
+                f"  the traceback is at the end of {log}"
+            )
         return None
 
     def _run_stage(self, project: Project, stage: Stage) -> None:

@@ -17,6 +17,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "bmap",
     "mender",
     "boottest",
+    "devcontainer",
 )
 
 

@@ -135,3 +135,24 @@ def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build
         print("early cut-off: export produced identical bytes; no image stage ran")
     else:
         assert ran == ["configure", "export", *IMAGE_STAGES]
+
+
+def test_dev_container_runs_the_configured_rootfs_and_is_cleaned(build: Build) -> None:
+    build.doit(f"container:{NAME}")
+    record = json.loads((build.artifacts / "dev-container.json").read_text())
+    name = record["name"]
+    try:
+        hostname = subprocess.run(
+            ["lxc", "exec", name, "--", "cat", "/etc/hostname"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert hostname == "edibuild-vm"
+        assert build.ran(f"container:{NAME}") == []
+        assert "container" not in build.ran(f"image:{NAME}")
+    finally:
+        build.doit("clean", "--forget", f"container:{NAME}")
+    listing = subprocess.run(["lxc", "list", "--format", "csv", "-c", "n"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert name not in listing.split()

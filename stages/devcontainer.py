@@ -1,0 +1,150 @@
+"""container: a running LXD development container that matches the target's root file system.
+
+Reads: the configured root file system (configure's LXD image tarball) and the project's
+optional `container` section:
+
+    container:
+      name: edi-pi-dev            # default: edibuild-dev-<project>
+      share:                      # optional host folder shared into the container
+        source: /home/me/edibuild-workspace
+        path: /home/edi/edibuild-workspace
+
+Writes: `dev-container.json` (container name, image fingerprint). The container is
+external state: it is replaced (with a note) when its inputs change, removed by
+`doit clean container:NAME --forget`, and is not part of `image:NAME`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edibuild import lxd
+from edibuild.errors import ConfigError, StageFailed
+from edibuild.fsutil import sha256_file
+from edibuild.project import Json, Project
+from edibuild.run import say
+from edibuild.stage import Stage, StageContext
+
+IMAGE_PREFIX = "edibuild-dev-"
+KEYS = ("name", "share")
+
+
+def settings(project: Project) -> dict[str, Any]:
+    """The validated `container` section (name and optional shared folder)."""
+    raw = project.section("container") or {}
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r}",
+            location=project.where("container"),
+            key=f"container.{unknown[0]}",
+            hint=f"known keys: {', '.join(KEYS)}",
+        )
+    name = str(raw.get("name") or f"edibuild-dev-{lxd.safe_name(project.name)}")
+    share = raw.get("share")
+    if share is not None and not (
+        isinstance(share, dict)
+        and {"source", "path"} <= set(share)
+        and Path(str(share["source"])).is_absolute()
+        and str(share["path"]).startswith("/")
+    ):
+        raise ConfigError(
+            "share needs an absolute `source` (host) and `path` (container)",
+            location=project.where("container", "share"),
+            key="container.share",
+            hint="share: {source: /home/me/work, path: /home/edi/work}",
+        )
+    return {"name": name, "share": share}
+
+
+def _outputs(project: Project) -> Mapping[str, str]:
+    return {"container": "dev-container.json"}
+
+
+def _config(project: Project) -> Json:
+    return settings(project)
+
+
+def build(ctx: StageContext) -> Json:
+    """Import the configured rootfs as an image and (re)launch the dev container from it."""
+    client = lxd.find_endpoint(ctx.project).client(timeout=None)  # uploads take a while
+    wanted = settings(ctx.project)
+    alias = f"{_image_prefix(ctx.project)}{ctx.key[:12]}"
+    tarball = ctx.input("configure", "container")
+    fingerprint = sha256_file(tarball)  # LXD names a unified image by its file's sha256
+    if not client.images.exists(fingerprint):
+        say(f"container: importing the configured root file system as LXD image {alias}")
+        with tarball.open("rb") as data:
+            client.images.create(data, wait=True)
+    image = client.images.get(fingerprint)
+    if not any(a["name"] == alias for a in image.aliases):
+        image.add_alias(alias, f"edibuild dev container image of {ctx.project.name}")
+    if lxd.remove_container(client, wanted["name"]):
+        say(f"container: replacing {wanted['name']} (its inputs changed)")
+    devices: dict[str, dict[str, str]] = {}
+    if wanted["share"]:
+        devices["share"] = {
+            "type": "disk",
+            "source": str(wanted["share"]["source"]),
+            "path": str(wanted["share"]["path"]),
+        }
+        Path(str(wanted["share"]["source"])).mkdir(parents=True, exist_ok=True)
+    box = lxd.launch(
+        client,
+        wanted["name"],
+        image.fingerprint,
+        ["default"],
+        devices,
+        {"user.edibuild.project": ctx.project.name},
+    )
+    _drop_old_images(client, keep=str(image.fingerprint), project=ctx.project)
+    record = {"name": box.name, "fingerprint": str(image.fingerprint)}
+    ctx.output("container").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    say(f"container: {box.name} is running; enter it with `lxc exec {box.name} -- bash`")
+    return record
+
+
+def _image_prefix(project: Project) -> str:
+    return f"{IMAGE_PREFIX}{lxd.safe_name(project.name)}-"
+
+
+def _drop_old_images(client: Any, keep: str, project: Project) -> None:
+    """Delete the project's earlier dev-container images (never anything else)."""
+    for image in lxd.images_with_prefix(client, _image_prefix(project)):
+        if image.fingerprint != keep:
+            lxd.delete_image(client, image.fingerprint)
+
+
+def intact(project: Project, info: Mapping[str, Json]) -> bool:
+    """True while the dev container still exists."""
+    try:
+        client = lxd.connect(project)
+        return bool(client.instances.exists(str(info.get("name", ""))))
+    except Exception:
+        return False
+
+
+def clean_external(project: Project) -> None:
+    """Remove the project's dev container and its images."""
+    try:
+        client = lxd.connect(project)
+    except StageFailed:
+        return
+    lxd.remove_container(client, settings(project)["name"])
+    _drop_old_images(client, keep="", project=project)
+
+
+STAGE = Stage(
+    name="container",
+    doc="Launch the development container: the configured root file system, running in LXD",
+    upstream=("configure",),
+    outputs=_outputs,
+    config=_config,
+    build=build,
+    intact=intact,
+    clean_external=clean_external,
+    in_image=False,
+)
