@@ -30,6 +30,7 @@ from edibuild.stage import Stage, StageContext
 
 IMAGE_PREFIX = "edibuild-dev-"
 KEYS = ("name", "share")
+OWNER_KEY = "user.edibuild.project"
 
 
 def settings(project: Project) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def build(ctx: StageContext) -> Json:
     image = client.images.get(fingerprint)
     if not any(a["name"] == alias for a in image.aliases):
         image.add_alias(alias, f"edibuild dev container image of {ctx.project.name}")
-    if lxd.remove_container(client, wanted["name"]):
+    if _ours(client, wanted["name"], ctx.project) and lxd.remove_container(client, wanted["name"]):
         say(f"container: replacing {wanted['name']} (its inputs changed)")
     devices: dict[str, dict[str, str]] = {}
     if wanted["share"]:
@@ -105,6 +106,20 @@ def build(ctx: StageContext) -> Json:
     ctx.output("container").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     say(f"container: {box.name} is running; enter it with `lxc exec {box.name} -- bash`")
     return record
+
+
+def _ours(client: Any, name: str, project: Project) -> bool:
+    """True if container `name` was made by edibuild for this project (False if absent);
+    a container of the same name that edibuild did not make is never touched."""
+    if not client.instances.exists(name):
+        return False
+    owner = client.instances.get(name).config.get(OWNER_KEY)
+    if owner != project.name:
+        raise StageFailed(
+            f"an LXD container named {name} exists and edibuild did not make it for {project.name}",
+            hint="set another `container: {name: ...}` in the project, or remove that container",
+        )
+    return True
 
 
 def _image_prefix(project: Project) -> str:
@@ -133,7 +148,9 @@ def clean_external(project: Project) -> None:
         client = lxd.connect(project)
     except StageFailed:
         return
-    lxd.remove_container(client, settings(project)["name"])
+    name = settings(project)["name"]
+    if _ours(client, name, project):
+        lxd.remove_container(client, name)
     _drop_old_images(client, keep="", project=project)
 
 

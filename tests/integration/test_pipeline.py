@@ -35,6 +35,10 @@ class Build:
         self.tmp = tmp
         self.projects = tmp / "projects"
         shutil.copytree(REPO / "projects", self.projects)
+        # Never the user's own dev container of this project: a name of the test's own.
+        (self.projects / "overlays" / "global.yml").write_text(
+            f"container: {{name: edibuild-test-dev-{os.getpid()}}}\n"
+        )
         self.env = dict(os.environ)
         self.env.update(
             EDIBUILD_PROJECTS=str(self.projects),
