@@ -3,67 +3,33 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import require_root, require_tool
+from tests.workspace import DoitWorkspace
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 PROJECTS = Path(__file__).resolve().parent / "projects"
 
 
-class Workspace:
-    """A private projects folder, artifacts and state for one test module."""
+class Workspace(DoitWorkspace):
+    """The integration projects in a private workspace, with the session's cache."""
 
-    def __init__(self, tmp: Path, cache: Path) -> None:
-        self.tmp = tmp
-        self.cache = cache
-        self.projects = tmp / "projects"
-        shutil.copytree(PROJECTS, self.projects)
-
-    def doit(self, *args: str) -> str:
-        env = dict(os.environ)
-        env.update(
-            EDIBUILD_PROJECTS=str(self.projects),
-            EDIBUILD_STATE=str(self.tmp / "state"),
-            EDIBUILD_ARTIFACTS=str(self.tmp / "artifacts"),
-            EDIBUILD_CACHE=str(self.cache),
-        )
-        proc = subprocess.run(
-            [sys.executable, "-m", "doit", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out
-        return out
-
-    def manifest(self, project: str) -> dict:  # type: ignore[type-arg]
-        path = self.tmp / "artifacts" / project / "bootstrap.manifest.json"
+    def manifest(self, project: str) -> dict[str, Any]:
+        path = self.artifacts(project) / "bootstrap.manifest.json"
         return json.loads(path.read_text())  # type: ignore[no-any-return]
-
-    def edit(self, project: str, old: str, new: str) -> None:
-        path = self.projects / f"{project}.yml"
-        text = path.read_text()
-        assert old in text
-        path.write_text(text.replace(old, new))
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Workspace:
     require_root()
     require_tool("mmdebstrap", "debootstrap", "zstd")
-    return Workspace(tmp_path_factory.mktemp("bootstrap"), shared_cache)
+    return Workspace(tmp_path_factory.mktemp("bootstrap"), PROJECTS, shared_cache)
 
 
 def test_bootstrap_builds_a_rootfs_tarball_with_a_manifest(ws: Workspace) -> None:
@@ -73,7 +39,7 @@ def test_bootstrap_builds_a_rootfs_tarball_with_a_manifest(ws: Workspace) -> Non
     names = {p["name"] for p in manifest["info"]["packages"]}
     assert {"base-files", "dpkg", "apt"} <= names
     assert manifest["info"]["release"]["sha256"]
-    tarball = ws.tmp / "artifacts" / "it-bookworm-amd64" / "bootstrap.tar.zst"
+    tarball = ws.artifacts("it-bookworm-amd64") / "bootstrap.tar.zst"
     listing = subprocess.run(
         ["tar", "--zstd", "-tf", tarball], capture_output=True, text=True, check=True
     ).stdout
@@ -89,7 +55,7 @@ def test_second_run_does_nothing(ws: Workspace) -> None:
 def test_edit_reruns_with_debootstrap_and_revert_reuses_the_cache(ws: Workspace) -> None:
     first = ws.manifest("it-bookworm-amd64")["outputs"]["rootfs"]["sha256"]
     ws.edit(
-        "it-bookworm-amd64",
+        "it-bookworm-amd64.yml",
         "tool: mmdebstrap\n  packages: [python3, systemd-sysv]",
         "tool: debootstrap\n  packages: [python3, systemd-sysv, hello]",
     )
@@ -98,7 +64,7 @@ def test_edit_reruns_with_debootstrap_and_revert_reuses_the_cache(ws: Workspace)
     names = {p["name"] for p in ws.manifest("it-bookworm-amd64")["info"]["packages"]}
     assert "hello" in names
     ws.edit(
-        "it-bookworm-amd64",
+        "it-bookworm-amd64.yml",
         "tool: debootstrap\n  packages: [python3, systemd-sysv, hello]",
         "tool: mmdebstrap\n  packages: [python3, systemd-sysv]",
     )
@@ -110,7 +76,7 @@ def test_edit_reruns_with_debootstrap_and_revert_reuses_the_cache(ws: Workspace)
 def test_clean_forget_rebuilds_bit_identical_output(ws: Workspace) -> None:
     first = ws.manifest("it-bookworm-amd64")["outputs"]["rootfs"]["sha256"]
     ws.doit("clean", "--forget", "bootstrap:it-bookworm-amd64")
-    assert not (ws.tmp / "artifacts" / "it-bookworm-amd64" / "bootstrap.tar.zst").exists()
+    assert not (ws.artifacts("it-bookworm-amd64") / "bootstrap.tar.zst").exists()
     out = ws.doit("bootstrap:it-bookworm-amd64")
     assert "building" in out
     assert ws.manifest("it-bookworm-amd64")["outputs"]["rootfs"]["sha256"] == first

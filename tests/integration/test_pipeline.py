@@ -10,84 +10,55 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_root, require_tool
+from tests.workspace import REPO, DoitWorkspace
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 NAME = "qemu-bookworm-amd64"
 IMAGE_STAGES = ["partitions", "disk", "bmap", "mender", "boottest"]
-RAN = re.compile(r"^\.  (\w+):", re.MULTILINE)
 
 
-class Build:
-    """A private copy of the shipped projects with its own artifacts and state."""
+class Build(DoitWorkspace):
+    """The shipped projects in a private workspace, with the session's cache."""
 
     def __init__(self, tmp: Path, cache: Path) -> None:
-        self.tmp = tmp
-        self.projects = tmp / "projects"
-        shutil.copytree(REPO / "projects", self.projects)
+        super().__init__(tmp, REPO / "projects", cache)
+        self.artifacts_dir = self.artifacts(NAME)
         # Never the user's own dev container of this project: a name of the test's own.
         (self.projects / "overlays" / "global.yml").write_text(
             f"container: {{name: edibuild-test-dev-{os.getpid()}}}\n"
         )
-        self.env = dict(os.environ)
-        self.env.update(
-            EDIBUILD_PROJECTS=str(self.projects),
-            EDIBUILD_STATE=str(tmp / "state"),
-            EDIBUILD_ARTIFACTS=str(tmp / "artifacts"),
-            EDIBUILD_CACHE=str(cache),
-        )
-        self.artifacts = tmp / "artifacts" / NAME
-
-    def doit(self, *args: str) -> str:
-        proc = subprocess.run(
-            [sys.executable, "-m", "doit", *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out
-        return out
-
-    def ran(self, *args: str) -> list[str]:
-        """The stages a doit invocation ran."""
-        return [s for s in RAN.findall(self.doit(*args)) if s != "image"]
-
-    def edit(self, rel: str, old: str, new: str) -> None:
-        path = self.projects / rel
-        text = path.read_text()
-        assert old in text, f"{old!r} not in {path}"
-        path.write_text(text.replace(old, new, 1))
 
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Build:
     require_root()
-    require_tool("mmdebstrap", "lxc", "mkfs.ext4", "sfdisk", "bmaptool", "mender-artifact",
-                 "qemu-system-x86_64")  # fmt: skip
+    require_tool(
+        "mmdebstrap",
+        "lxc",
+        "mkfs.ext4",
+        "sfdisk",
+        "bmaptool",
+        "mender-artifact",
+        "qemu-system-x86_64",
+    )
     return Build(tmp_path_factory.mktemp("pipeline"), shared_cache)
 
 
 def test_cold_build_makes_every_artifact_and_boots(build: Build) -> None:
     build.doit(f"image:{NAME}")
     for name in (f"{NAME}.img", f"{NAME}.bmap", f"{NAME}.mender", "rootfs.tar.zst"):
-        assert (build.artifacts / name).stat().st_size > 0, name
-    result = json.loads((build.artifacts / "boottest.json").read_text())
+        assert (build.artifacts_dir / name).stat().st_size > 0, name
+    result = json.loads((build.artifacts_dir / "boottest.json").read_text())
     assert result["booted"] is True
     artifact = subprocess.run(
-        ["mender-artifact", "read", build.artifacts / f"{NAME}.mender"],
+        ["mender-artifact", "read", build.artifacts_dir / f"{NAME}.mender"],
         capture_output=True,
         text=True,
         check=True,
@@ -103,11 +74,18 @@ def test_second_run_runs_nothing(build: Build) -> None:
 def test_bmap_copy_reproduces_the_image(build: Build, tmp_path: Path) -> None:
     target = tmp_path / "sdcard.img"
     subprocess.run(
-        ["bmaptool", "copy", "--bmap", build.artifacts / f"{NAME}.bmap",
-         build.artifacts / f"{NAME}.img", target],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    image = (build.artifacts / f"{NAME}.img").read_bytes()
+        [
+            "bmaptool",
+            "copy",
+            "--bmap",
+            build.artifacts_dir / f"{NAME}.bmap",
+            build.artifacts_dir / f"{NAME}.img",
+            target,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    image = (build.artifacts_dir / f"{NAME}.img").read_bytes()
     assert target.read_bytes() == image
 
 
@@ -120,8 +98,8 @@ def test_layout_edit_reruns_only_the_image_stages(build: Build) -> None:
 
 def test_clean_image_rebuilds_only_the_image_outputs(build: Build) -> None:
     build.doit("clean", "--forget", f"image:{NAME}")
-    assert not (build.artifacts / f"{NAME}.img").exists()
-    assert (build.artifacts / "rootfs.tar.zst").exists()
+    assert not (build.artifacts_dir / f"{NAME}.img").exists()
+    assert (build.artifacts_dir / "rootfs.tar.zst").exists()
     assert build.ran(f"image:{NAME}") == IMAGE_STAGES
 
 
@@ -131,7 +109,7 @@ def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build
     assert ran[:2] == ["configure", "export"]
     assert "bootstrap" not in ran and "import" not in ran
     # Early cut-off: when export makes the same bytes again, no image stage runs.
-    manifest = json.loads((build.artifacts / "export.manifest.json").read_text())
+    manifest = json.loads((build.artifacts_dir / "export.manifest.json").read_text())
     assert manifest["why"] == [
         "the output of the configure stage changed since this stage last ran"
     ]
@@ -143,7 +121,7 @@ def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build
 
 def test_dev_container_runs_the_configured_rootfs_and_is_cleaned(build: Build) -> None:
     build.doit(f"container:{NAME}")
-    record = json.loads((build.artifacts / "dev-container.json").read_text())
+    record = json.loads((build.artifacts_dir / "dev-container.json").read_text())
     name = record["name"]
     try:
         hostname = subprocess.run(
@@ -157,6 +135,7 @@ def test_dev_container_runs_the_configured_rootfs_and_is_cleaned(build: Build) -
         assert "container" not in build.ran(f"image:{NAME}")
     finally:
         build.doit("clean", "--forget", f"container:{NAME}")
-    listing = subprocess.run(["lxc", "list", "--format", "csv", "-c", "n"],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    listing = subprocess.run(
+        ["lxc", "list", "--format", "csv", "-c", "n"], capture_output=True, text=True, check=True
+    ).stdout
     assert name not in listing.split()
