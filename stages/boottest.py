@@ -1,13 +1,23 @@
 """Stage `boottest`: boot the disk image in qemu (no KVM) and wait for a console marker.
 
-Inputs: `disk`'s image, and `partitions`' image that holds /boot (the kernel and initrd
-are read from it with debugfs or mtools). Outputs: `result` = `boottest.json` and
-`console` = `boottest-console.log`. Config: the section
-`boottest: {timeout: 180, expect: "login:", memory: 1024, append: ""}`; the stage is
-disabled without it and supports amd64 projects. The VM runs on a throw-away snapshot of
-the image, without network, and is killed as soon as the marker shows up, on failure and
-on interrupt; `timeout` bounds it even if edibuild itself is killed. A boot that does
-not reach the marker raises StageFailed with the end of the console.
+Inputs: `disk`'s image, and `partitions`' images (the kernel, initrd and, for a Raspberry
+Pi, config.txt, cmdline.txt and the device tree are read from them with debugfs or
+mtools). Outputs: `result` = `boottest.json` and `console` = `boottest-console.log`.
+Config: the section `boottest: {timeout: 180, expect: "login:", memory: 1024, append: "",
+machine: ..., dtb: ...}`; the stage is disabled without it. Machines:
+
+- `pc` (amd64): the newest /boot/vmlinuz-* and its initrd, root on virtio.
+- `virt` (arm64, the default there): the same on qemu's generic arm64 machine.
+- `raspi3b` (arm64): a Raspberry Pi 3 B, booted the way its firmware boots: kernel,
+  initramfs and device tree (`dtb`, else config.txt's `device_tree=`, else the 3 B's)
+  named by the firmware partition's config.txt, the kernel command line from its
+  cmdline.txt (consoles moved to the PL011 UART qemu wires to the serial port), and the
+  disk image as the SD card (a sparse copy grown to a power of two, as qemu demands).
+
+The VM runs on a throw-away copy or snapshot of the image, without network, and is
+killed as soon as the marker shows up, on failure and on interrupt; `timeout` bounds it
+even if edibuild itself is killed. A boot that does not reach the marker raises
+StageFailed with the end of the console.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,19 +39,47 @@ from edibuild.layout import Layout, Partition, parse_layout
 from edibuild.project import Json, Project
 from edibuild.stage import Stage, StageContext, Tool
 
-KEYS = ("timeout", "expect", "memory", "append")
+KEYS = ("timeout", "expect", "memory", "append", "machine", "dtb")
 CONSOLE_TAIL = 30
 KERNEL_RE = re.compile(r"^vmlinuz-(.+)$")
+# Debian architecture -> the machines it boots on (the first is the default).
+MACHINES: Mapping[str, tuple[str, ...]] = {"amd64": ("pc",), "arm64": ("virt", "raspi3b")}
+QEMU: Mapping[str, Tool] = {
+    "amd64": Tool("qemu-system-x86_64", "qemu-system-x86"),
+    "arm64": Tool("qemu-system-aarch64", "qemu-system-arm"),
+}
+RASPI_MEMORY = 1024  # qemu's raspi3b has exactly the 1 GiB of the real board
+RASPI_DTB = "bcm2837-rpi-3-b.dtb"  # what the firmware picks on a 3 B (upstream names)
+RASPI_FILTERS = ("all", "pi3")  # config.txt sections that apply to a Raspberry Pi 3 B
+RASPI_CONSOLE = "console=ttyAMA0,115200"  # qemu's serial port is the board's PL011
 
 
 @dataclass(frozen=True)
 class BootTest:
-    """How to judge a boot: the marker to wait for, within how many seconds."""
+    """How to judge a boot: the marker to wait for, within how many seconds, and on what."""
 
     timeout: int = 180
     expect: str = "login:"
     memory: int = 1024
     append: str = ""
+    machine: str | None = None  # None: the architecture's default machine
+    dtb: str | None = None  # raspi3b: device tree file in the firmware partition
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """What qemu loads: kernel, initrd, device tree (or None) and the kernel command line."""
+
+    kernel: Path
+    initrd: Path
+    dtb: Path | None
+    cmdline: str
+    version: str
+
+
+def machine_of(test: BootTest, architecture: str) -> str:
+    """The qemu machine a boot test runs on (its own, or the architecture's default)."""
+    return test.machine or MACHINES[architecture][0]
 
 
 def parse_boottest(project: Project) -> BootTest | None:
@@ -59,8 +97,9 @@ def parse_boottest(project: Project) -> BootTest | None:
     for key in raw:
         if key not in KEYS:
             raise fail(f"unknown key {key!r}", f"known keys: {', '.join(KEYS)}", key)
-    if project.bootstrap.architecture != "amd64":
-        raise fail(f"boot tests run amd64 images only, not {project.bootstrap.architecture}",
+    arch = project.bootstrap.architecture
+    if arch not in MACHINES:
+        raise fail(f"boot tests run {' and '.join(MACHINES)} images only, not {arch}",
                    "remove the boottest section for this project")  # fmt: skip
     test = BootTest(**raw)
     for key in ("timeout", "memory"):
@@ -71,7 +110,23 @@ def parse_boottest(project: Project) -> BootTest | None:
         raise fail("expect must be a non-empty string", 'expect: "login:"', "expect")
     if not isinstance(test.append, str):
         raise fail("append must be a string", 'append: "quiet"', "append")
+    _check_machine(test, arch, fail)
     return test
+
+
+def _check_machine(test: BootTest, arch: str, fail: Callable[..., ConfigError]) -> None:
+    """Check `machine`, `dtb` and `memory` against the architecture and each other."""
+    if test.machine is not None and test.machine not in MACHINES[arch]:
+        raise fail(f"machine {test.machine!r} does not boot {arch} images",
+                   f"machines for {arch}: {', '.join(MACHINES[arch])}", "machine")  # fmt: skip
+    machine = machine_of(test, arch)
+    if test.dtb is not None and (machine != "raspi3b" or not isinstance(test.dtb, str)
+                                 or "/" in test.dtb or not test.dtb.endswith(".dtb")):  # fmt: skip
+        raise fail(f"dtb must name a .dtb file of the firmware partition on a raspi3b, "
+                   f"not {test.dtb!r} on {machine}", f"dtb: {RASPI_DTB}", "dtb")  # fmt: skip
+    if machine == "raspi3b" and test.memory != RASPI_MEMORY:
+        raise fail(f"a raspi3b has {RASPI_MEMORY} MiB, not {test.memory}",
+                   "remove `memory`", "memory")  # fmt: skip
 
 
 def boot_partition(layout: Layout) -> tuple[Partition, str]:
@@ -124,19 +179,102 @@ def kernel_and_initrd(ctx: StageContext, layout: Layout) -> tuple[Path, Path, st
     return kernel, initrd, version
 
 
-def qemu_command(ctx: StageContext, test: BootTest, kernel: Path, initrd: Path) -> list[str]:
-    """Return the qemu command line: TCG, no network, serial console to a file, a snapshot."""
-    layout = parse_layout(ctx.project)
-    append = f"root=/dev/vda{layout.root.number} rootwait console=ttyS0 panic=-1 {test.append}"
-    return [
+def virtual_boot(ctx: StageContext, machine: str) -> BootFiles:
+    """Kernel and initrd from /boot, root on the virtio disk (machines `pc` and `virt`)."""
+    kernel, initrd, version = kernel_and_initrd(ctx, parse_layout(ctx.project))
+    console = "ttyS0" if machine == "pc" else "ttyAMA0"
+    root = parse_layout(ctx.project).root.number
+    cmdline = f"root=/dev/vda{root} rootwait console={console} panic=-1"
+    return BootFiles(kernel, initrd, None, cmdline, version)
+
+
+def firmware_partition(layout: Layout) -> Partition:
+    """The vfat partition the Raspberry Pi firmware boots from (the first vfat one)."""
+    for part in layout.partitions:
+        if part.filesystem == "vfat":
+            return part
+    raise StageFailed("the layout has no vfat partition for the Raspberry Pi firmware",
+                      hint="add one with `content: /boot/firmware`")  # fmt: skip
+
+
+def parse_config_txt(text: str, filters: tuple[str, ...] = RASPI_FILTERS) -> dict[str, str]:
+    """Settings of a Raspberry Pi config.txt that apply to a board (later ones win).
+
+    `initramfs NAME followkernel` becomes {"initramfs": "NAME"}; sections whose filter
+    (`[pi4]`) is not one of `filters` are skipped.
+    """
+    settings: dict[str, str] = {}
+    active = True
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            active = line[1:-1].strip() in filters
+        elif line and active:
+            key, sep, value = line.partition("=")
+            if not sep:
+                key, _, value = line.partition(" ")
+                value = value.split()[0] if value.split() else ""
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def raspi_cmdline(cmdline_txt: str) -> str:
+    """cmdline.txt with its consoles replaced by the one qemu's raspi3b wires up."""
+    words = [w for w in cmdline_txt.split() if not w.startswith("console=")]
+    return " ".join([*words, RASPI_CONSOLE, "panic=-1"])
+
+
+def raspi_boot(ctx: StageContext, test: BootTest) -> BootFiles:
+    """Read config.txt and cmdline.txt like the firmware does and copy out what they name."""
+    part = firmware_partition(parse_layout(ctx.project))
+    image = ctx.input("partitions", part.name)
+
+    def fetch(name: str) -> Path:
+        target = ctx.scratch(f"firmware-{name}")
+        _extract(ctx, image, part.filesystem, f"/{name}", target)
+        return target
+
+    settings = parse_config_txt(fetch("config.txt").read_text(errors="replace"))
+    missing = [k for k in ("kernel", "initramfs") if not settings.get(k)]
+    if missing:
+        raise StageFailed(f"config.txt of {image.name} names no {' and no '.join(missing)}",
+                          hint="install raspi-firmware and a kernel in the image")  # fmt: skip
+    dtb = test.dtb or settings.get("device_tree") or RASPI_DTB
+    kernel, initrd = fetch(settings["kernel"]), fetch(settings["initramfs"])
+    cmdline = raspi_cmdline(fetch("cmdline.txt").read_text(errors="replace"))
+    match = KERNEL_RE.match(settings["kernel"])
+    version = match.group(1) if match else settings["kernel"]
+    return BootFiles(kernel, initrd, fetch(dtb), cmdline, version)
+
+
+def sd_card(ctx: StageContext) -> Path:
+    """A sparse copy of the disk image grown to a power of two (qemu's SD card rule)."""
+    card = ctx.scratch("sd-card.img")
+    ctx.run(["cp", "--sparse=always", ctx.input("disk", "image"), card])
+    size = card.stat().st_size
+    os.truncate(card, 1 << max(size - 1, 1).bit_length())
+    return card
+
+
+def qemu_command(ctx: StageContext, test: BootTest, files: BootFiles) -> list[str]:
+    """Return the qemu command line: TCG, no network, serial console to a file, a copy."""
+    arch = ctx.project.bootstrap.architecture
+    machine = machine_of(test, arch)
+    common = [
         "timeout", "--kill-after=10", str(test.timeout + 30),  # bounds an orphaned VM
-        "qemu-system-x86_64", "-machine", "pc", "-accel", "tcg", "-smp", "2",
-        "-m", str(test.memory), "-nodefaults", "-no-reboot", "-display", "none",
-        "-nic", "none", "-serial", f"file:{ctx.scratch('console.log')}",
-        "-pidfile", str(ctx.scratch("qemu.pid")),
-        "-kernel", str(kernel), "-initrd", str(initrd), "-append", append.strip(),
-        "-drive", f"file={ctx.input('disk', 'image')},format=raw,if=virtio,snapshot=on",
+        QEMU[arch].command, "-machine", machine, "-accel", "tcg", "-nodefaults",
+        "-no-reboot", "-display", "none", "-nic", "none",
+        "-serial", f"file:{ctx.scratch('console.log')}", "-pidfile", str(ctx.scratch("qemu.pid")),
+        "-kernel", str(files.kernel), "-initrd", str(files.initrd),
+        "-append", f"{files.cmdline} {test.append}".strip(),
     ]  # fmt: skip
+    if machine == "raspi3b":
+        assert files.dtb is not None
+        return [*common, "-m", f"{RASPI_MEMORY}M", "-dtb", str(files.dtb),
+                "-drive", f"file={sd_card(ctx)},format=raw,if=sd"]  # fmt: skip
+    disk = f"file={ctx.input('disk', 'image')},format=raw,if=virtio,snapshot=on"
+    cpu = ["-cpu", "cortex-a53"] if machine == "virt" else []
+    return [*common, *cpu, "-smp", "2", "-m", str(test.memory), "-drive", disk]
 
 
 def _stop(pidfile: Path) -> None:
@@ -196,25 +334,40 @@ def _failed(test: BootTest, console: Path, seconds: float, timed_out: object) ->
     )
 
 
+def boot_files(ctx: StageContext, test: BootTest) -> BootFiles:
+    """What the machine boots: firmware-style for raspi3b, /boot for the others."""
+    machine = machine_of(test, ctx.project.bootstrap.architecture)
+    return raspi_boot(ctx, test) if machine == "raspi3b" else virtual_boot(ctx, machine)
+
+
 def build(ctx: StageContext) -> Json:
     """Boot the image in qemu and record how long it took to reach the marker."""
     test = parse_boottest(ctx.project)
     assert test is not None
-    kernel, initrd, version = kernel_and_initrd(ctx, parse_layout(ctx.project))
-    seconds = boot(ctx, test, qemu_command(ctx, test, kernel, initrd))
+    files = boot_files(ctx, test)
+    seconds = boot(ctx, test, qemu_command(ctx, test, files))
     ctx.output("console").parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ctx.scratch("console.log"), ctx.output("console"))
     result = {"booted": True, "expect": test.expect, "seconds": round(seconds, 1),
-              "kernel": version, "accelerator": "tcg"}  # fmt: skip
+              "kernel": files.version, "accelerator": "tcg",
+              "machine": machine_of(test, ctx.project.bootstrap.architecture),
+              "cmdline": f"{files.cmdline} {test.append}".strip()}  # fmt: skip
     ctx.output("result").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 
 
 def config(project: Project) -> Json:
-    """The boot test settings (timeout, marker, memory, extra kernel arguments)."""
+    """The boot test settings (timeout, marker, memory, extra kernel arguments, machine)."""
     test = parse_boottest(project)
     assert test is not None
-    return vars(test)
+    return {key: value for key, value in vars(test).items() if value is not None}
+
+
+def tools(project: Project) -> tuple[Tool, ...]:
+    """qemu for the image's architecture, plus what reads the partition images."""
+    qemu = QEMU.get(project.bootstrap.architecture, QEMU["amd64"])
+    return (qemu, Tool("timeout", "coreutils"), Tool("cp", "coreutils"),
+            Tool("debugfs", "e2fsprogs"), Tool("mcopy", "mtools"))  # fmt: skip
 
 
 STAGE = Stage(
@@ -225,10 +378,7 @@ STAGE = Stage(
     config=config,
     build=build,
     enabled=lambda project: parse_boottest(project) is not None,
-    tools=lambda project: (
-        Tool("qemu-system-x86_64", "qemu-system-x86"), Tool("timeout", "coreutils"),
-        Tool("debugfs", "e2fsprogs"), Tool("mcopy", "mtools"),
-    ),
+    tools=tools,
     needs_root=False,
     image_output=True,
 )  # fmt: skip

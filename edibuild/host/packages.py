@@ -33,6 +33,7 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "bmap-tools",
     "mender-artifact",
     "qemu-system-x86",
+    "qemu-system-arm",
     "zstd",
 )
 

@@ -104,7 +104,7 @@ def test_mender_device_types_may_be_a_list() -> None:
 @pytest.mark.parametrize(
     ("arch", "section", "pattern"),
     [
-        ("arm64", {}, r"amd64 images only"),
+        ("riscv64", {}, r"amd64 and arm64 images only"),
         ("amd64", {"timeout": -1}, r"timeout must be a positive"),
         ("amd64", {"expect": ""}, r"expect must be a non-empty"),
         ("amd64", {"wait": 3}, r"unknown key 'wait'"),
