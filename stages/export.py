@@ -2,8 +2,12 @@
 
 Input: configure/container (LXD's unified image tarball, rootfs/ inside). Output:
 `rootfs` (rootfs.tar.zst): names sorted, numeric owners, mtimes clamped to
-SOURCE_DATE_EPOCH, pax headers without atime/ctime, zstd level 9; without the
-contents of /tmp, /run, apt lists and caches, logs; with an empty /etc/machine-id.
+SOURCE_DATE_EPOCH, pax headers without atime/ctime, zstd level 9 (multi-threaded mode,
+whose output does not depend on the number of cores); without per-build state (the
+contents of /tmp and /run, apt lists and caches, logs and the journal of the build
+container, ldconfig's aux-cache, man-db's index, random seeds); with an empty
+/etc/machine-id. Two configure runs of the same inputs so export the same bytes, and the
+stages after export do not run again (early cut-off; `bench/repro.py` measures it).
 Info: the installed packages (dpkg-query on the exported tree) as a JSON list.
 No LXD is needed here: the container's life ended in the configure stage.
 """
@@ -14,19 +18,30 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from edibuild.engine import source_date_epoch
 from edibuild.project import Json, Project
 from edibuild.run import output, say
 from edibuild.stage import Stage, StageContext, Tool
 
 # Directories whose whole contents never belong in an image (the directories stay).
-EMPTIED = ("tmp", "var/tmp", "run")
+# var/log/journal: the build container's journal, in a directory named by its machine
+# id; journald makes the booted device's own.
+EMPTIED = ("tmp", "var/tmp", "run", "var/log/journal")
 # Directories whose files go but whose subdirectories stay (apt and services expect them).
-FILES_REMOVED = ("var/lib/apt/lists", "var/cache/apt", "var/log")
-# Single files to drop wherever they exist.
+# var/cache/man: man-db's index (its timer rebuilds it; man works without it).
+FILES_REMOVED = ("var/lib/apt/lists", "var/cache/apt", "var/log", "var/cache/man")
+# Single files to drop wherever they exist: per-machine secrets and seeds, backups,
+# ldconfig's aux-cache (inode numbers and ctimes; ldconfig rebuilds it, Debian #845034;
+# /etc/ld.so.cache itself is deterministic and stays), the apt proxy setting.
 DROPPED = (
     "var/lib/dbus/machine-id",
+    "var/lib/systemd/random-seed",
+    "var/lib/systemd/credential.secret",
+    "var/lib/urandom/random-seed",
+    "var/cache/ldconfig/aux-cache",
     "var/cache/debconf/config.dat-old",
     "var/cache/debconf/templates.dat-old",
+    "var/cache/debconf/passwords.dat-old",
     "var/lib/dpkg/status-old",
     "var/lib/dpkg/available-old",
     "etc/apt/apt.conf.d/00edibuild-proxy",
@@ -45,7 +60,18 @@ def _config(project: Project) -> Json:
         "files_removed": list(FILES_REMOVED),
         "dropped": list(DROPPED),
         "zstd": ZSTD_LEVEL,
+        "source_date_epoch": source_date_epoch(project),
     }
+
+
+def inside(tree: Path, rel: str) -> Path | None:
+    """`tree/rel` if its parent resolves inside `tree` (no symlink leads out), else None."""
+    path = tree / rel
+    try:
+        path.parent.resolve().relative_to(tree.resolve())
+    except ValueError:
+        return None
+    return path
 
 
 def _empty_dir(folder: Path) -> None:
@@ -69,14 +95,20 @@ def _remove_files(folder: Path) -> None:
 
 
 def scrub(tree: Path) -> None:
-    """Remove per-build state from a root file system tree (see EMPTIED and DROPPED)."""
+    """Remove per-build state from a root file system tree (EMPTIED, FILES_REMOVED, DROPPED).
+
+    Paths whose parent is a symlink leading out of the tree are left alone, so nothing
+    of the host is ever touched.
+    """
     for rel in EMPTIED:
-        _empty_dir(tree / rel)
+        if (folder := inside(tree, rel)) is not None:
+            _empty_dir(folder)
     for rel in FILES_REMOVED:
-        _remove_files(tree / rel)
+        if (folder := inside(tree, rel)) is not None:
+            _remove_files(folder)
     for rel in DROPPED:
-        path = tree / rel
-        if path.is_file() or path.is_symlink():
+        path = inside(tree, rel)
+        if path is not None and (path.is_file() or path.is_symlink()):
             path.unlink()
     machine_id = tree / "etc" / "machine-id"
     if machine_id.exists() or machine_id.is_symlink():
@@ -114,14 +146,21 @@ def tar_command(tree: Path, target: Path, epoch: int) -> list[str]:
     ]  # fmt: skip
 
 
+def unpack_command(archive: Path, tree: Path) -> list[str]:
+    """Return the tar command that unpacks the rootfs/ of LXD's image tarball into `tree`."""
+    return [
+        "tar", "--extract", "--zstd", f"--file={archive}", f"--directory={tree}",
+        "--numeric-owner", "--same-permissions", *XATTRS, "--acls",
+        "--strip-components=1", "rootfs",
+    ]  # fmt: skip
+
+
 def build(ctx: StageContext) -> Json:
     """Unpack the configured container, scrub it and pack it reproducibly."""
     tree = ctx.scratch("rootfs")
     tree.mkdir(parents=True)
     say("export: unpacking the configured container")
-    ctx.run(["tar", "--extract", "--zstd", f"--file={ctx.input('configure', 'container')}",
-             f"--directory={tree}", "--numeric-owner", "--same-permissions", *XATTRS,
-             "--acls", "--strip-components=1", "rootfs"])  # fmt: skip
+    ctx.run(unpack_command(ctx.input("configure", "container"), tree))
     scrub(tree)
     installed = packages(tree)
     plain = ctx.scratch("rootfs.tar")
