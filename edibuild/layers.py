@@ -17,6 +17,7 @@ only aliases matching the project's exact pattern count as its layers.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -169,6 +170,9 @@ def publish(box: lxd.Container, project: Project, key: str, after: str) -> dict[
     image: Any = box.instance.publish(wait=True, compression_algorithm=COMPRESSION)
     fingerprint = str(image.fingerprint)
     description = f"edibuild {project.name}: configure state after {after} (key {key[:16]})"
+    with contextlib.suppress(LXDAPIException):  # only what `lxc image list` shows
+        image.properties = {**dict(image.properties or {}), "description": description}
+        image.save(wait=True)
     try:
         image.add_alias(name, description)
     except LXDAPIException:

@@ -261,6 +261,12 @@ def launch(
     return box
 
 
+def start(box: Container) -> None:
+    """Start a stopped container again; wait until systemd answers."""
+    box.instance.start(wait=True)
+    _wait_for_boot(box)
+
+
 def _wait_for_boot(box: Container, timeout: float = 120) -> None:
     """Wait until systemd in the container finished booting (or gave up)."""
     deadline = time.monotonic() + timeout

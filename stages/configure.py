@@ -10,6 +10,13 @@ to edibuild's apt proxy), playbooks, stop, publish and stream out, then removal 
 half-configured. The export stage turns the tarball into the reproducible rootfs.
 Leftovers of a killed run (same project, stage prefix, owner process gone) are
 removed when the next run starts; `clean_external` removes all of the project's.
+
+Layers (edibuild/layers.py; opt out with `lxd: {layers: false}`): after every playbook
+but the last, the container is tidied, stopped, published as an LXD image named by the
+key of the state so far, and started again. A later run launches from the longest
+cached prefix and runs only the playbooks after it: editing the third playbook reruns
+the third only. Each playbook so starts in a freshly booted container, whether the
+state before it was just made or comes from a layer, so both give the same result.
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ from typing import Any
 import jinja2
 import pylxd
 import yaml
+from pylxd.exceptions import LXDAPIException
 
-from edibuild import aptproxy, lxd
+from edibuild import aptproxy, layers, lxd
 from edibuild.ansible.playbook import run_playbook
+from edibuild.engine import source_date_epoch
 from edibuild.errors import ConfigError, StageFailed
+from edibuild.layers import Plan
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext, Tool
@@ -93,7 +103,13 @@ def _config(project: Project) -> Json:
         ],
         "mirror": boot.mirror,
         "proxy_hosts": proxy_hosts(project),
+        "source_date_epoch": source_date_epoch(project),
     }
+
+
+def container_environment(epoch: int) -> dict[str, str]:
+    """LXD config giving every command in the container SOURCE_DATE_EPOCH (mkinitramfs, useradd)."""
+    return {"environment.SOURCE_DATE_EPOCH": str(epoch)}
 
 
 def _plugins(project: Project) -> tuple[Path, ...]:
@@ -208,62 +224,114 @@ def network_for(
         yield Network("proxy", {"edibuild-apt": device}, server)
 
 
-def _run_playbooks(ctx: StageContext, box: lxd.Container, endpoint: lxd.Endpoint) -> Json:
+def _run_playbooks(
+    ctx: StageContext, box: lxd.Container, endpoint: lxd.Endpoint, network: Network, plan: Plan
+) -> Json:
+    """Run the playbooks the start layer does not cover; save a layer after each but the last."""
     done = []
     for index, node in enumerate(ctx.project.playbooks):
+        if index < plan.start:
+            continue
         say(f"configure: playbook {node.key}")
         extra = {**ctx.project.parameters, **node.parameters, **bootstrap_vars(ctx.project)}
         data_dir = ctx.scratch(f"ansible/{index:02d}-{node.key}")
         progress = run_playbook(node.path, box.name, endpoint.as_json(), extra, data_dir, ctx.log)
         done.append({"key": node.key, "tasks": progress.tasks, "changed": progress.changed})
+        if plan.publishes(index):
+            _save_layer(ctx.project, box, network, plan, index)
     return done
 
 
+def _tidy(box: lxd.Container, network: Network) -> None:
+    """Remove what only the run needs (proxy setting, Ansible's files) before a save."""
+    network.unprepare(box)
+    box.check(["rm", "-rf", "/root/.ansible"], "removing Ansible's temporary files")
+
+
+def _save_layer(project: Project, box: lxd.Container, network: Network, plan: Plan, i: int) -> None:
+    """Stop the container, publish it as the layer after playbook `i`, start it again."""
+    after = project.playbooks[i].key
+    say(f"configure: saving the state after {after} as a layer")
+    _tidy(box, network)
+    lxd.stop(box)
+    plan.made.append(layers.publish(box, project, plan.keys[i], after))
+    lxd.start(box)
+    network.prepare(box)
+
+
+def _launch(
+    ctx: StageContext, client: pylxd.Client, name: str, plan: Plan, image: str, net: Network
+) -> lxd.Container:
+    """Launch the container from the plan's layer, or from the imported image."""
+    profiles = ["default", *create_profiles(client, ctx.project, name)]
+    config = {OWNER_KEY: _owner(), **container_environment(ctx.source_date_epoch)}
+    if plan.start:
+        after = ctx.project.playbooks[plan.start - 1].key
+        say(f"configure: launching container {name} from the cached state after {after}")
+        try:
+            return lxd.launch(client, name, plan.source, profiles, net.devices, config)
+        except LXDAPIException as exc:  # the layer went away since the lookup
+            say(f"configure: the layer could not be used ({exc}); starting from scratch")
+            lxd.remove_container(client, name)
+            plan.start, plan.source = 0, image
+    say(f"configure: launching container {name} ({net.mode} network)")
+    return lxd.launch(client, name, image, profiles, net.devices, config)
+
+
+def make_plan(ctx: StageContext, client: pylxd.Client, image: str) -> Plan:
+    """Compute the layer keys of this run and find the longest cached prefix."""
+    project = ctx.project
+    shared = [n.path for n in project.lxd_profiles]
+    keys_dir = project.file.parent / "ssh_pub_keys"
+    if keys_dir.is_dir():
+        shared.extend(p for p in keys_dir.rglob("*") if p.is_file())
+    common = layers.common_config(_config(project))
+    keys = layers.layer_keys(project, image, ctx.stage.code_version, common, shared)
+    return layers.plan(client, project, keys, image, layers.enabled(project))
+
+
 def build(ctx: StageContext) -> Json:
-    """Launch a container from the imported image, configure it, and save it."""
+    """Launch a container (from the imported image or a cached layer), configure, save it."""
     endpoint = lxd.find_endpoint(ctx.project)
     client = endpoint.client(timeout=None)
     for name in remove_leftovers(client, ctx.project):
         say(f"configure: removed container {name} left by an earlier run")
-    image = json.loads(ctx.input("import", "image").read_text())
+    image = str(json.loads(ctx.input("import", "image").read_text())["fingerprint"])
+    plan = make_plan(ctx, client, image)
     name = container_name(ctx.project, ctx.key)
     published = ctx.scratch("published.tar")
     with contextlib.ExitStack() as stack:
         stack.callback(lxd.delete_profiles, client, name)
         stack.callback(lxd.remove_container, client, name)
-        profiles = create_profiles(client, ctx.project, name)
         network = stack.enter_context(network_for(client, endpoint, ctx.project))
-        say(f"configure: launching container {name} ({network.mode} network)")
-        box = lxd.launch(
-            client,
-            name,
-            image["fingerprint"],
-            ["default", *profiles],
-            network.devices,
-            {OWNER_KEY: _owner()},
-        )
+        box = _launch(ctx, client, name, plan, image, network)
         network.prepare(box)
-        playbooks = _run_playbooks(ctx, box, endpoint)
-        network.unprepare(box)
-        box.check(["rm", "-rf", "/root/.ansible"], "removing Ansible's temporary files")
+        playbooks = _run_playbooks(ctx, box, endpoint, network, plan)
+        _tidy(box, network)
         say(f"configure: stopping and exporting container {name}")
         lxd.stop(box)
         lxd.export_rootfs(box, published)
+    if plan.made:
+        for gone in layers.prune(client, ctx.project, plan.keys):
+            say(f"configure: removed the older layer {gone}")
     ctx.run(["zstd", "-q", "-T0", "-3", "--rm", published, "-o", ctx.output("container")])
     return {
         "container": name,
         "network": network.mode,
         "playbooks": playbooks,
+        "layers": plan.info(ctx.project),
         "apt_proxy": network.stats(),
     }
 
 
 def clean_external(project: Project) -> None:
-    """Remove every configure container (and its profiles) of `project`."""
+    """Remove every configure container (and its profiles) and layer of `project`."""
     client = lxd.connect(project)
     for name in lxd.containers_with_prefix(client, container_prefix(project)):
         lxd.remove_container(client, name)
         lxd.delete_profiles(client, name)
+    for alias in layers.remove_all(client, project):
+        print(f"configure:{project.name} - removed LXD image {alias}")
 
 
 def _tools(project: Project) -> tuple[Tool, ...]:
