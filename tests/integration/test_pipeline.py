@@ -93,14 +93,14 @@ def test_layout_edit_reruns_only_the_image_stages(build: Build) -> None:
     build.edit("common/qemu-vm.yml", "size: 64MiB}", "size: 96MiB}")
     why = build.doit(f"why:{NAME}")
     assert "configuration: " in why and "64MiB" in why and "96MiB" in why
-    assert build.ran(f"image:{NAME}") == IMAGE_STAGES
+    assert sorted(build.ran(f"image:{NAME}")) == sorted(IMAGE_STAGES)
 
 
 def test_clean_image_rebuilds_only_the_image_outputs(build: Build) -> None:
     build.doit("clean", "--forget", f"image:{NAME}")
     assert not (build.artifacts_dir / f"{NAME}.img").exists()
     assert (build.artifacts_dir / "rootfs.tar.zst").exists()
-    assert build.ran(f"image:{NAME}") == IMAGE_STAGES
+    assert sorted(build.ran(f"image:{NAME}")) == sorted(IMAGE_STAGES)
 
 
 def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build) -> None:
@@ -116,7 +116,7 @@ def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build
     if ran == ["configure", "export"]:
         print("early cut-off: export produced identical bytes; no image stage ran")
     else:
-        assert ran == ["configure", "export", *IMAGE_STAGES]
+        assert sorted(ran) == sorted(["configure", "export", *IMAGE_STAGES])
 
 
 def test_dev_container_runs_the_configured_rootfs_and_is_cleaned(build: Build) -> None:
