@@ -23,11 +23,17 @@ SHOWN = 60  # characters of a value shown before it is shortened
 
 
 def flatten(data: Json, prefix: str = "") -> dict[str, Json]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists and scalars are leaves."""
+    """{'a': {'b': 1}, 'l': [{'c': 2}]} -> {'a.b': 1, 'l[0].c': 2}; plain lists are leaves."""
     if isinstance(data, Mapping) and data:
         result: dict[str, Json] = {}
         for key, value in data.items():
             result.update(flatten(value, f"{prefix}{key}."))
+        return result
+    if isinstance(data, list) and data and any(isinstance(v, (dict, list)) for v in data):
+        result = {}
+        for index, value in enumerate(data):
+            label = value.get("name", value.get("key", index)) if isinstance(value, dict) else index
+            result.update(flatten(value, f"{prefix.rstrip('.')}[{label}]."))
         return result
     return {prefix.rstrip("."): data}
 
