@@ -22,6 +22,10 @@ pytestmark = pytest.mark.integration
 
 NAME = "qemu-bookworm-amd64"
 IMAGE_STAGES = ["partitions", "disk", "bmap", "mender", "boottest"]
+# What the later tests build: the image outputs without booting again (a boot costs ~1 min;
+# the cold build's boot test proves the image boots).
+OUTPUTS = [f"bmap:{NAME}", f"mender:{NAME}"]
+UNBOOTED = ["partitions", "disk", "bmap", "mender"]
 
 
 class Build(DoitWorkspace):
@@ -93,19 +97,21 @@ def test_layout_edit_reruns_only_the_image_stages(build: Build) -> None:
     build.edit("common/qemu-vm.yml", "size: 64MiB}", "size: 96MiB}")
     why = build.doit(f"why:{NAME}")
     assert "configuration: layout.partitions[data].size changed from 67108864 to 100663296" in why
-    assert sorted(build.ran(f"image:{NAME}")) == sorted(IMAGE_STAGES)
+    assert all(f"{stage}:{NAME} would run" in why for stage in IMAGE_STAGES)
+    assert "export:" not in why and "configure:" not in why
+    assert sorted(build.ran(*OUTPUTS)) == sorted(UNBOOTED)
 
 
 def test_clean_image_rebuilds_only_the_image_outputs(build: Build) -> None:
     build.doit("clean", "--forget", f"image:{NAME}")
     assert not (build.artifacts_dir / f"{NAME}.img").exists()
     assert (build.artifacts_dir / "rootfs.tar.zst").exists()
-    assert sorted(build.ran(f"image:{NAME}")) == sorted(IMAGE_STAGES)
+    assert sorted(build.ran(*OUTPUTS)) == sorted(UNBOOTED)
 
 
 def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build) -> None:
     build.edit("plugins/playbooks/cleanup/main.yml", "\n", "\n# edited by the pipeline test\n")
-    ran = build.ran(f"image:{NAME}")
+    ran = build.ran(*OUTPUTS)
     assert ran[:2] == ["configure", "export"]
     assert "bootstrap" not in ran and "import" not in ran
     # Early cut-off: when export makes the same bytes again, no image stage runs.
@@ -116,7 +122,7 @@ def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build
     if ran == ["configure", "export"]:
         print("early cut-off: export produced identical bytes; no image stage ran")
     else:
-        assert sorted(ran) == sorted(["configure", "export", *IMAGE_STAGES])
+        assert sorted(ran) == sorted(["configure", "export", *UNBOOTED])
 
 
 def test_dev_container_runs_the_configured_rootfs_and_is_cleaned(build: Build) -> None:
@@ -132,7 +138,7 @@ def test_dev_container_runs_the_configured_rootfs_and_is_cleaned(build: Build) -
         ).stdout.strip()
         assert hostname == "edibuild-vm"
         assert build.ran(f"container:{NAME}") == []
-        assert "container" not in build.ran(f"image:{NAME}")
+        assert "container:" not in build.doit(f"why:{NAME}")
     finally:
         build.doit("clean", "--forget", f"container:{NAME}")
     listing = subprocess.run(
