@@ -10,6 +10,7 @@ pipelining: Ansible pushes each module as a file and runs it.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pylxd
@@ -35,6 +36,9 @@ DOCUMENTATION = """
             vars:
                 - name: edibuild_lxd_endpoint
 """
+
+
+EXEC_ATTEMPTS = 3
 
 
 class Connection(ConnectionBase):  # type: ignore[misc]
@@ -71,7 +75,19 @@ class Connection(ConnectionBase):  # type: ignore[misc]
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         self._connect()
         self._display.vvv(f"EXEC {cmd}", host=self.get_option("remote_addr"))
-        result = self._instance.execute(["/bin/sh", "-c", cmd], decode=False, stdin_payload=in_data)
+        for attempt in range(EXEC_ATTEMPTS):
+            try:
+                result = self._instance.execute(
+                    ["/bin/sh", "-c", cmd], decode=False, stdin_payload=in_data
+                )
+                break
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                # Seen once under load right after a container booted: the exec websocket
+                # broke before the command ran. Try again; give up with a clear failure.
+                if attempt + 1 == EXEC_ATTEMPTS:
+                    raise AnsibleConnectionFailure(f"lost the LXD exec connection: {exc}") from exc
+                self._display.vvv(f"exec connection broke ({exc}); retrying")
+                time.sleep(1 + attempt)
         return int(result.exit_code), bytes(result.stdout), bytes(result.stderr)
 
     def put_file(self, in_path: str, out_path: str) -> None:
