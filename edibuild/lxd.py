@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import tarfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,9 +21,12 @@ from typing import Any
 
 import pylxd
 import yaml
-from pylxd.exceptions import LXDAPIException, NotFound
+from pylxd.exceptions import LXDAPIException as LXDAPIException
+from pylxd.exceptions import NotFound as NotFound
 
 from edibuild.errors import StageFailed
+from edibuild.lxdnames import PREFIX as PREFIX
+from edibuild.lxdnames import safe_name as safe_name
 from edibuild.project import Json, Project
 
 # Debian architecture -> LXD architecture name.
@@ -43,7 +45,6 @@ SOCKETS: tuple[str, ...] = (
     "/var/snap/lxd/common/lxd/unix.socket",
     "/var/lib/incus/unix.socket",
 )
-PREFIX = "edibuild-"
 INSTALL_HINT = (
     "install LXD (Debian: `apt-get install lxd lxd-client`; elsewhere `snap install lxd`, "
     "or Incus), start it (`lxd --group root &` then `lxd waitready`, or your init system) "
@@ -330,12 +331,6 @@ def removed_afterwards(client: pylxd.Client, name: str) -> Iterator[None]:
         yield
     finally:
         remove_container(client, name)
-
-
-def safe_name(text: str) -> str:
-    """Return `text` as a valid LXD instance name part (lowercase letters, digits, -)."""
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return cleaned or "x"
 
 
 def create_profile(client: pylxd.Client, name: str, spec: Mapping[str, Any]) -> None:

@@ -29,21 +29,30 @@ import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
-import pylxd
 import yaml
-from pylxd.exceptions import LXDAPIException
 
-from edibuild import aptproxy, layers, lxd
-from edibuild.ansible.playbook import run_playbook
+from edibuild import lxdnames
 from edibuild.engine import source_date_epoch
 from edibuild.errors import ConfigError, StageFailed
-from edibuild.layers import Plan
+from edibuild.lazy import lazy_import
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext, Tool
+
+if TYPE_CHECKING:
+    import pylxd
+
+    from edibuild import aptproxy, layers, lxd
+    from edibuild.ansible import playbook
+    from edibuild.layers import Plan
+else:  # loaded when a build needs them, not at every doit start
+    aptproxy = lazy_import("edibuild.aptproxy")
+    layers = lazy_import("edibuild.layers")
+    lxd = lazy_import("edibuild.lxd")
+    playbook = lazy_import("edibuild.ansible.playbook")
 
 REPO = Path(__file__).resolve().parent.parent
 OWNER_KEY = "user.edibuild.owner"
@@ -51,7 +60,7 @@ OWNER_KEY = "user.edibuild.owner"
 
 def container_prefix(project: Project) -> str:
     """Return the name prefix of this project's configure containers."""
-    return f"{lxd.PREFIX}{lxd.safe_name(project.name)[:30]}-configure-"
+    return f"{lxdnames.PREFIX}{lxdnames.safe_name(project.name)[:30]}-configure-"
 
 
 def container_name(project: Project, key: str) -> str:
@@ -150,7 +159,7 @@ def create_profiles(client: pylxd.Client, project: Project, name: str) -> list[s
             raise ConfigError(
                 f"LXD profile {node.key}: {exc}", location=project.where("lxd_profiles", node.key)
             ) from exc
-        profile = f"{name}-{lxd.safe_name(node.key)}"
+        profile = f"{name}-{lxdnames.safe_name(node.key)}"
         lxd.create_profile(client, profile, spec)
         names.append(profile)
     return names
@@ -235,7 +244,9 @@ def _run_playbooks(
         say(f"configure: playbook {node.key}")
         extra = {**ctx.project.parameters, **node.parameters, **bootstrap_vars(ctx.project)}
         data_dir = ctx.scratch(f"ansible/{index:02d}-{node.key}")
-        progress = run_playbook(node.path, box.name, endpoint.as_json(), extra, data_dir, ctx.log)
+        progress = playbook.run_playbook(
+            node.path, box.name, endpoint.as_json(), extra, data_dir, ctx.log
+        )
         done.append({"key": node.key, "tasks": progress.tasks, "changed": progress.changed})
         if plan.publishes(index):
             _save_layer(ctx.project, box, network, plan, index)
@@ -270,7 +281,7 @@ def _launch(
         say(f"configure: launching container {name} from the cached state after {after}")
         try:
             return lxd.launch(client, name, plan.source, profiles, net.devices, config)
-        except LXDAPIException as exc:  # the layer went away since the lookup
+        except lxd.LXDAPIException as exc:  # the layer went away since the lookup
             say(f"configure: the layer could not be used ({exc}); starting from scratch")
             lxd.remove_container(client, name)
             plan.start, plan.source = 0, image

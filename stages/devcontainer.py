@@ -19,14 +19,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edibuild import lxd
+from edibuild import lxdnames, lxdprobe
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.fsutil import sha256_file
+from edibuild.lazy import lazy_import
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
+
+if TYPE_CHECKING:
+    from edibuild import lxd
+else:
+    lxd = lazy_import("edibuild.lxd")
 
 IMAGE_PREFIX = "edibuild-dev-"
 KEYS = ("name", "share")
@@ -44,7 +50,7 @@ def settings(project: Project) -> dict[str, Any]:
             key=f"container.{unknown[0]}",
             hint=f"known keys: {', '.join(KEYS)}",
         )
-    name = str(raw.get("name") or f"edibuild-dev-{lxd.safe_name(project.name)}")
+    name = str(raw.get("name") or f"edibuild-dev-{lxdnames.safe_name(project.name)}")
     share = raw.get("share")
     if share is not None and not (
         isinstance(share, dict)
@@ -123,7 +129,7 @@ def _ours(client: Any, name: str, project: Project) -> bool:
 
 
 def _image_prefix(project: Project) -> str:
-    return f"{IMAGE_PREFIX}{lxd.safe_name(project.name)}-"
+    return f"{IMAGE_PREFIX}{lxdnames.safe_name(project.name)}-"
 
 
 def _drop_old_images(client: Any, keep: str, project: Project) -> None:
@@ -135,6 +141,9 @@ def _drop_old_images(client: Any, keep: str, project: Project) -> None:
 
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the dev container still exists."""
+    local = lxdprobe.exists(project, f"/1.0/instances/{info.get('name', '')}")
+    if local is not None:
+        return local
     try:
         client = lxd.connect(project)
         return bool(client.instances.exists(str(info.get("name", ""))))

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pylxd
-
-from edibuild import lxd
+from edibuild import lxdnames, lxdprobe
+from edibuild.lazy import lazy_import
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
+
+if TYPE_CHECKING:
+    import pylxd
+
+    from edibuild import lxd
+else:
+    lxd = lazy_import("edibuild.lxd")
 
 PROJECT_ALIAS = "edibuild-project-"
 
 
 def image_alias(key: str) -> str:
     """Return the LXD alias of the image imported for stage key `key`."""
-    return f"{lxd.PREFIX}{key[:16]}"
+    return f"{lxdnames.PREFIX}{key[:16]}"
 
 
 def project_alias(project: Project) -> str:
@@ -93,6 +99,10 @@ def _delete_if_orphan(client: pylxd.Client, fingerprint: str) -> None:
 
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the image this stage imported is still in LXD."""
+    fingerprint = str(info.get("fingerprint", ""))
+    local = lxdprobe.exists(project, f"/1.0/images/{fingerprint}") if fingerprint else False
+    if local is not None:
+        return local
     try:
         client = lxd.connect(project)
         return lxd.image_exists(client, str(info.get("fingerprint", "")))
