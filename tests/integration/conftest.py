@@ -21,3 +21,20 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         return path
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def bookworm_rootfs(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
+    """The bootstrap of the shipped amd64 project, through doit and the shared cache.
+
+    test_bootstrap builds the same bootstrap first, so this is usually a cache hit.
+    """
+    from tests.conftest import require_root, require_tool
+    from tests.workspace import DoitWorkspace
+
+    require_root()
+    require_tool("mmdebstrap", "zstd")
+    projects = Path(__file__).resolve().parent / "projects"
+    ws = DoitWorkspace(tmp_path_factory.mktemp("rootfs"), projects, shared_cache)
+    ws.doit("bootstrap:it-bookworm-amd64")
+    return ws.artifacts("it-bookworm-amd64") / "bootstrap.tar.zst"
