@@ -71,6 +71,7 @@ class Engine:
         self.stages = tuple(stages)
         self.cache = Cache(workspace.cache_dir)
         self._project_stages: dict[str, tuple[Stage, ...]] = {}
+        self._enabled: dict[str, list[Stage]] = {}
 
     # -- planning --------------------------------------------------------------------
 
@@ -84,11 +85,14 @@ class Engine:
 
     def enabled_stages(self, project: Project) -> list[Stage]:
         """Stages that run for a project: enabled, with every upstream enabled too."""
-        enabled: dict[str, Stage] = {}
-        for stage in self.project_stages(project):
-            if all(u in enabled for u in stage.upstream) and stage.enabled(project):
-                enabled[stage.name] = stage
-        return list(enabled.values())
+        cached = self._enabled.get(project.name)
+        if cached is None:
+            enabled: dict[str, Stage] = {}
+            for stage in self.project_stages(project):
+                if all(u in enabled for u in stage.upstream) and stage.enabled(project):
+                    enabled[stage.name] = stage
+            cached = self._enabled[project.name] = list(enabled.values())
+        return list(cached)
 
     def artifacts(self, project: Project) -> ProjectArtifacts:
         """The artifact directory of a project."""
