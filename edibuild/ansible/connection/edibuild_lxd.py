@@ -9,7 +9,9 @@ pipelining: Ansible pushes each module as a file and runs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import time
 from typing import Any
 
@@ -77,6 +79,8 @@ class Connection(ConnectionBase):  # type: ignore[misc]
         self._display.vvv(f"EXEC {cmd}", host=self.get_option("remote_addr"))
         for attempt in range(EXEC_ATTEMPTS):
             try:
+                if in_data is None:
+                    return self._exec_via_files(cmd)
                 result = self._instance.execute(
                     ["/bin/sh", "-c", cmd], decode=False, stdin_payload=in_data
                 )
@@ -89,6 +93,24 @@ class Connection(ConnectionBase):  # type: ignore[misc]
                 self._display.vvv(f"exec connection broke ({exc}); retrying")
                 time.sleep(1 + attempt)
         return int(result.exit_code), bytes(result.stdout), bytes(result.stderr)
+
+    def _exec_via_files(self, cmd: str) -> tuple[int, bytes, bytes]:
+        """Run `cmd` with its output in files, then read them over the file API.
+
+        pylxd's exec websockets can lose output when the command ends before they catch
+        up (seen under load: an empty answer from Ansible's `mkdir` of its temp dir); the
+        exit code comes from the operation and is reliable, and so are files.
+        """
+        base = f"/run/edibuild-exec-{secrets.token_hex(8)}"
+        wrapped = f'( {cmd}\n) >"{base}.out" 2>"{base}.err" </dev/null'
+        result = self._instance.execute(["/bin/sh", "-c", wrapped], decode=False)
+        try:
+            out = bytes(self._instance.files.get(f"{base}.out"))
+            err = bytes(self._instance.files.get(f"{base}.err"))
+        finally:
+            with contextlib.suppress(Exception):  # /run is never exported: harmless if left
+                self._instance.execute(["rm", "-f", f"{base}.out", f"{base}.err"], decode=False)
+        return int(result.exit_code), out, err
 
     def put_file(self, in_path: str, out_path: str) -> None:
         """Copy a controller file into the container."""
