@@ -8,6 +8,7 @@ peak memory of the largest process, and the stages that ran.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -191,6 +192,16 @@ def machine() -> str:
     return f"{platform.node()}: {cores} cores ({cpu}), {mem:.0f} GiB, Linux {platform.release()}"
 
 
+def stage_times(project: str) -> str:
+    """Seconds each stage of a project took in its last build, from the stage manifests."""
+    lines = ["| stage | seconds | reused from cache |", "|---|---:|---|"]
+    for manifest in sorted((OUT / "artifacts" / project).glob("*.manifest.json")):
+        data = json.loads(manifest.read_text())
+        reused = "yes" if data.get("reused") else "no"
+        lines.append(f"| {data['stage']} | {data.get('seconds', 0):.1f} | {reused} |")
+    return "\n".join(lines)
+
+
 def table(results: list[Result]) -> str:
     """The results as a Markdown table."""
     lines = ["| scenario | wall time | peak memory | stages that ran |", "|---|---:|---:|---|"]
@@ -239,6 +250,7 @@ def main() -> int:
         return noop_only()
     prepare(cold=not args.warm)
     results = []
+    cold_stages = ""
     for scenario in scenarios():
         if scenario.before is not None:
             scenario.before()
@@ -254,12 +266,16 @@ def main() -> int:
             )
         results.append(result)
         print(f"{result.name}: {result.seconds:.2f} s, ran {result.ran or 'nothing'}", flush=True)
+        if scenario.name.startswith("1."):
+            cold_stages = stage_times(PROJECT)
+            print(cold_stages, flush=True)
     text = table(results)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     report = (
         f"# edibuild benchmark\n\nMeasured {stamp} on {machine()}; load average at the end "
         f"{load:.1f} (other builds shared the machine when it is above 2).\n\n{text}\n"
+        f"\n## Stage times of the cold build\n\n{cold_stages}\n"
     )
     (REPO / "bench" / "results.md").write_text(report)
     print()
