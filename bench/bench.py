@@ -26,6 +26,7 @@ OUT = REPO / "bench" / "out"
 PROJECT = "qemu-bookworm-amd64"
 TWIN = "qemu-twin-amd64"
 RAN = re.compile(r"^\.  (\S+)", re.MULTILINE)
+REUSED = re.compile(r"^edibuild: (\S+): reused from the cache", re.MULTILINE)
 
 
 @dataclass
@@ -85,7 +86,9 @@ def measure(name: str, args: list[str]) -> Result:
     log = OUT / "logs" / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(out)
-    ran = [t for t in RAN.findall(out) if not t.startswith("image:")]
+    reused = set(REUSED.findall(out))
+    ran = [f"{t} (from cache)" if t in reused else t for t in RAN.findall(out)]
+    ran = [t for t in ran if not t.startswith("image:")]
     return Result(name, seconds, usage.ru_maxrss / 1024, ran, code == 0)
 
 
