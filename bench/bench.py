@@ -209,7 +209,13 @@ def table(results: list[Result]) -> str:
     """The results as a Markdown table."""
     lines = ["| scenario | wall time | peak memory | stages that ran |", "|---|---:|---:|---|"]
     for r in results:
-        ran = ", ".join(t.split(":")[0] for t in r.ran) or "none"
+        ran = (
+            ", ".join(
+                t.split(":")[0] + (" (from cache)" if t.endswith("(from cache)") else "")
+                for t in r.ran
+            )
+            or "none"
+        )
         status = "" if r.ok else " (FAILED)"
         lines.append(f"| {r.name}{status} | {r.seconds:.2f} s | {r.peak_mb:.0f} MB | {ran} |")
     return "\n".join(lines)
