@@ -34,7 +34,6 @@ PROJECTS = REPO / "projects"
 NAME = "pi3-bookworm-arm64"
 STAGES = ["bootstrap", "import", "configure", "export", "partitions", "disk", "bmap",
           "mender", "boottest"]  # fmt: skip
-FULL = os.environ.get("EDIBUILD_FULL_PI") == "1"
 
 
 def load(name: str) -> Project:
@@ -83,9 +82,7 @@ def test_pi3_buster_plans(tmp_path: Path) -> None:
         assert f"{stage}:pi3-buster-arm64 would run" in why, why
 
 
-@pytest.mark.skipif(
-    not FULL, reason="the full arm64 build takes too long for CI: EDIBUILD_FULL_PI=1"
-)
+@pytest.mark.full_pi
 def test_pi3_bookworm_builds_boots_and_copies(tmp_path: Path, shared_cache: Path) -> None:
     """`doit image:pi3-bookworm-arm64` end to end, boottest on raspi3b, bmap round trip."""
     require_root()
