@@ -319,18 +319,21 @@ def boot(ctx: StageContext, test: BootTest, argv: list[str]) -> float:
     finally:
         _stop(pidfile)
         thread.join(15)
-    raise _failed(test, console, time.monotonic() - started, thread.is_alive() or errors)
+    raise _failed(test, console, time.monotonic() - started, ctx.log)
 
 
-def _failed(test: BootTest, console: Path, seconds: float, timed_out: object) -> StageFailed:
+def _failed(test: BootTest, console: Path, seconds: float, log: Path) -> StageFailed:
     text = console.read_bytes().decode("utf-8", "replace") if console.exists() else ""
+    # The console lives in scratch space, which goes away with the failed build: keep a copy
+    # next to the stage log, where the hint sends the user.
+    kept = log.with_name(f"{log.stem}-console.log")
+    kept.write_text(text)
     tail = "\n".join(text.replace("\r", "").splitlines()[-CONSOLE_TAIL:])
     why = f"within {test.timeout} s" if seconds >= test.timeout else "(the VM stopped)"
     return StageFailed(
         f"the image did not show {test.expect!r} on its console {why}; "
         f"last {CONSOLE_TAIL} lines:\n{tail}",
-        hint="raise boottest.timeout if the boot was merely slow; the whole console is "
-        f"in {console}",
+        hint=f"raise boottest.timeout if the boot was merely slow; the whole console is in {kept}",
     )
 
 
