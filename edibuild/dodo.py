@@ -23,7 +23,7 @@ def load() -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
         engine = Engine(workspace, projects, all_stages())
         for project in projects:  # validate every stage's slice now, not halfway through
             for stage in engine.enabled_stages(project):
-                stage.config(project)
+                engine.stage_config(project, stage)
     except EdibuildError as exc:
         fail_at_load(exc)
     # Only a valid configuration gets a state database: bad input creates nothing.

@@ -72,6 +72,7 @@ class Engine:
         self.cache = Cache(workspace.cache_dir)
         self._project_stages: dict[str, tuple[Stage, ...]] = {}
         self._enabled: dict[str, list[Stage]] = {}
+        self._configs: dict[tuple[str, str], Json] = {}
 
     # -- planning --------------------------------------------------------------------
 
@@ -94,6 +95,13 @@ class Engine:
             cached = self._enabled[project.name] = list(enabled.values())
         return list(cached)
 
+    def stage_config(self, project: Project, stage: Stage) -> Json:
+        """A stage's configuration slice (computed once per run; validates the section)."""
+        key = (project.name, stage.name)
+        if key not in self._configs:
+            self._configs[key] = stage.config(project)
+        return self._configs[key]
+
     def artifacts(self, project: Project) -> ProjectArtifacts:
         """The artifact directory of a project."""
         return ProjectArtifacts(self.workspace.artifacts_dir, project.name)
@@ -101,7 +109,11 @@ class Engine:
     def stage_task(self, project: Project, stage: Stage) -> TaskDict:
         """The doit task dict of one stage of one project."""
         arts = self.artifacts(project)
-        slice_ = {"stage": stage.name, "code": stage.code_version, "config": stage.config(project)}
+        slice_ = {
+            "stage": stage.name,
+            "code": stage.code_version,
+            "config": self.stage_config(project, stage),
+        }
         return {
             "basename": stage.name,
             "name": project.name,
@@ -294,8 +306,9 @@ class Engine:
     def _run_stage(self, project: Project, stage: Stage) -> None:
         arts = self.artifacts(project)
         inputs, infos, digests = self._upstream(project, stage, arts)
-        plugins = [sha256_file(p) for p in stage.plugins(project)]
-        config = stage.config(project)
+        plugin_files = stage.plugins(project)
+        plugins = [sha256_file(p) for p in plugin_files]
+        config = self.stage_config(project, stage)
         key = digest_json(
             {
                 "stage": stage.name,
@@ -329,9 +342,7 @@ class Engine:
             "key": key,
             "code_version": stage.code_version,
             "config": config,
-            "plugins": {
-                os.fspath(p): d for p, d in zip(stage.plugins(project), plugins, strict=True)
-            },
+            "plugins": {os.fspath(p): d for p, d in zip(plugin_files, plugins, strict=True)},
             "upstream": digests,
             "why": why,
             "info": entry.info,
