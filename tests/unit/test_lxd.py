@@ -93,3 +93,36 @@ def test_safe_names_and_proxy_device() -> None:
         "listen": "tcp:127.0.0.1:3142",
         "connect": "tcp:127.0.0.1:40000",
     }
+
+
+class FakeSystemd:
+    """Answers systemctl like a container whose boot waits for the given jobs."""
+
+    def __init__(self, state: str, jobs: str) -> None:
+        self.name, self.state, self.jobs = "box", state, jobs
+
+    def execute(self, argv: list[str]) -> tuple[int, bytes, bytes]:
+        """Answer `is-system-running` and `list-jobs`."""
+        if argv[1] == "is-system-running":
+            return 1, self.state.encode() + b"\n", b""
+        return 0, self.jobs.encode(), b""
+
+
+DEVICE_JOBS = (
+    "54 data.mount                                     start waiting\n"
+    "55 systemd-fsck@dev-disk-by\\x2dlabel-data.service start waiting\n"
+    "56 dev-disk-by\\x2dlabel-data.device               start running\n"
+)
+
+
+def test_boot_waiting_only_for_an_fstab_device_counts_as_booted() -> None:
+    """A container blocked on the image's data partition is booted as far as it goes."""
+    box = FakeSystemd("starting", DEVICE_JOBS)
+    lxd._wait_for_boot(box, timeout=5)  # type: ignore[arg-type]
+
+
+def test_boot_with_a_service_still_starting_is_waited_for() -> None:
+    """A running service job means the boot is still going on: the wait times out."""
+    box = FakeSystemd("starting", DEVICE_JOBS + "57 ssh.service start running\n")
+    with pytest.raises(StageFailed, match="did not finish booting"):
+        lxd._wait_for_boot(box, timeout=1.2)  # type: ignore[arg-type]
