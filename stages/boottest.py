@@ -11,8 +11,10 @@ machine: ..., dtb: ...}`; the stage is disabled without it. Machines:
 - `raspi3b` (arm64): a Raspberry Pi 3 B, booted the way its firmware boots: kernel,
   initramfs and device tree (`dtb`, else config.txt's `device_tree=`, else the 3 B's)
   named by the firmware partition's config.txt, the kernel command line from its
-  cmdline.txt (consoles moved to the PL011 UART qemu wires to the serial port), and the
-  disk image as the SD card (a sparse copy grown to a power of two, as qemu demands).
+  cmdline.txt as it is, and the disk image as the SD card (a sparse copy grown to a
+  power of two, as qemu demands). The console is the board's: the GPIO header's mini
+  UART (ttyS1), qemu's second serial port. The PL011 (ttyAMA0, qemu's first) belongs
+  to the Bluetooth chip in the device tree, so it has no tty a getty could use.
 
 The VM runs on a throw-away copy or snapshot of the image, without network, and is
 killed as soon as the marker shows up, on failure and on interrupt; `timeout` bounds it
@@ -51,7 +53,6 @@ QEMU: Mapping[str, Tool] = {
 RASPI_MEMORY = 1024  # qemu's raspi3b has exactly the 1 GiB of the real board
 RASPI_DTB = "bcm2837-rpi-3-b.dtb"  # what the firmware picks on a 3 B (upstream names)
 RASPI_FILTERS = ("all", "pi3")  # config.txt sections that apply to a Raspberry Pi 3 B
-RASPI_CONSOLE = "console=ttyAMA0,115200"  # qemu's serial port is the board's PL011
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,8 @@ def parse_config_txt(text: str, filters: tuple[str, ...] = RASPI_FILTERS) -> dic
 
 
 def raspi_cmdline(cmdline_txt: str) -> str:
-    """cmdline.txt with its consoles replaced by the one qemu's raspi3b wires up."""
-    words = [w for w in cmdline_txt.split() if not w.startswith("console=")]
-    return " ".join([*words, RASPI_CONSOLE, "panic=-1"])
+    """cmdline.txt as the board boots it, plus panic=-1 (a failed boot ends the VM)."""
+    return " ".join([*cmdline_txt.split(), "panic=-1"])
 
 
 def raspi_boot(ctx: StageContext, test: BootTest) -> BootFiles:
@@ -256,6 +256,12 @@ def sd_card(ctx: StageContext) -> Path:
     return card
 
 
+def serial_ports(machine: str, console: Path) -> list[str]:
+    """qemu's serial ports: the console into a file (on raspi3b the second, the mini UART)."""
+    ports = ["null", f"file:{console}"] if machine == "raspi3b" else [f"file:{console}"]
+    return [arg for port in ports for arg in ("-serial", port)]
+
+
 def qemu_command(ctx: StageContext, test: BootTest, files: BootFiles) -> list[str]:
     """Return the qemu command line: TCG, no network, serial console to a file, a copy."""
     arch = ctx.project.bootstrap.architecture
@@ -264,7 +270,8 @@ def qemu_command(ctx: StageContext, test: BootTest, files: BootFiles) -> list[st
         "timeout", "--kill-after=10", str(test.timeout + 30),  # bounds an orphaned VM
         QEMU[arch].command, "-machine", machine, "-accel", "tcg", "-nodefaults",
         "-no-reboot", "-display", "none", "-nic", "none",
-        "-serial", f"file:{ctx.scratch('console.log')}", "-pidfile", str(ctx.scratch("qemu.pid")),
+        *serial_ports(machine, ctx.scratch("console.log")),
+        "-pidfile", str(ctx.scratch("qemu.pid")),
         "-kernel", str(files.kernel), "-initrd", str(files.initrd),
         "-append", f"{files.cmdline} {test.append}".strip(),
     ]  # fmt: skip

@@ -64,11 +64,19 @@ def test_config_txt_followkernel_and_comments() -> None:
                                                "initramfs": "initrd.img-x"}  # fmt: skip
 
 
-def test_raspi_cmdline_keeps_root_and_moves_the_console() -> None:
-    """The image's own root= and rootwait stay; the consoles become qemu's PL011."""
+def test_raspi_cmdline_is_the_boards_own() -> None:
+    """The image's root=, rootwait and consoles stay as the board boots them."""
     line = boottest.raspi_cmdline(CMDLINE_TXT)
-    assert "root=LABEL=rootfs" in line.split() and "rootwait" in line.split()
-    assert [w for w in line.split() if w.startswith("console=")] == ["console=ttyAMA0,115200"]
+    assert line.split()[:-1] == CMDLINE_TXT.split()
+    assert line.split()[-1] == "panic=-1"
+
+
+def test_raspi_console_is_the_mini_uart(tmp_path: Path) -> None:
+    """On raspi3b the console file is qemu's second serial port (the board's ttyS1)."""
+    console = tmp_path / "console.log"
+    assert boottest.serial_ports("raspi3b", console) == [
+        "-serial", "null", "-serial", f"file:{console}"]  # fmt: skip
+    assert boottest.serial_ports("virt", console) == ["-serial", f"file:{console}"]
 
 
 def test_machines_default_per_architecture() -> None:
