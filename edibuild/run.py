@@ -7,6 +7,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def run(
         logf.flush()
     stdout = subprocess.PIPE if capture else (logf or subprocess.DEVNULL)
     stderr = logf if logf is not None else subprocess.PIPE
+    started = time.monotonic()
     try:
         proc = subprocess.run(
             args,
@@ -83,6 +85,9 @@ def run(
             timeout=timeout,
             check=False,
         )
+        if logf is not None:  # where a stage's time goes, command by command
+            seconds = time.monotonic() - started
+            logf.write(f"# exit {proc.returncode} after {seconds:.1f} s\n".encode())
     except FileNotFoundError as exc:
         raise CommandFailed(f"cannot run {line}: {args[0]} is not installed") from exc
     except subprocess.TimeoutExpired as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,19 @@ class StageContext:
     input_info: Mapping[str, Mapping[str, Json]]
     source_date_epoch: int
     output_names: Mapping[str, str] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a step of the build: kept in `phases` and written to the log."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            seconds = round(time.monotonic() - started, 1)
+            self.phases[name] = round(self.phases.get(name, 0.0) + seconds, 1)
+            with self.log.open("a") as log:
+                log.write(f"# phase {name}: {seconds:.1f} s\n")
 
     def output(self, name: str) -> Path:
         """Path where the build must write output `name` (renamed into the cache after)."""

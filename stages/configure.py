@@ -315,23 +315,28 @@ def build(ctx: StageContext) -> Json:
         stack.callback(lxd.delete_profiles, client, name)
         stack.callback(lxd.remove_container, client, name)
         network = stack.enter_context(network_for(client, endpoint, ctx.project))
-        box = _launch(ctx, client, name, plan, image, network)
-        network.prepare(box)
-        playbooks = _run_playbooks(ctx, box, endpoint, network, plan)
-        _tidy(box, network)
-        say(f"configure: stopping and exporting container {name}")
-        lxd.stop(box)
-        lxd.export_rootfs(box, published)
+        with ctx.phase("launch"):
+            box = _launch(ctx, client, name, plan, image, network)
+            network.prepare(box)
+        with ctx.phase("playbooks"):
+            playbooks = _run_playbooks(ctx, box, endpoint, network, plan)
+        with ctx.phase("stop and export"):
+            _tidy(box, network)
+            say(f"configure: stopping and exporting container {name}")
+            lxd.stop(box)
+            lxd.export_rootfs(box, published)
     if plan.made:
         for gone in layers.prune(client, ctx.project, plan.keys):
             say(f"configure: removed the older layer {gone}")
-    ctx.run(["zstd", "-q", "-T0", "-3", "--rm", published, "-o", ctx.output("container")])
+    with ctx.phase("compress"):
+        ctx.run(["zstd", "-q", "-T0", "-3", "--rm", published, "-o", ctx.output("container")])
     return {
         "container": name,
         "network": network.mode,
         "playbooks": playbooks,
         "layers": plan.info(ctx.project),
         "apt_proxy": network.stats(),
+        "phases": ctx.phases,
     }
 
 
