@@ -130,8 +130,9 @@ class Engine:
     def image_task(self, project: Project) -> TaskDict:
         """`image:NAME`: every artifact; cleaning it keeps the bootstrap and container stages."""
         arts = self.artifacts(project)
-        stages = [s for s in self.enabled_stages(project) if s.in_image]
-        outputs = [s for s in stages if s.image_output]
+        enabled = self.enabled_stages(project)
+        stages = [s for s in enabled if s.in_image]
+        outputs = [s for s in enabled if s.image_output]  # the boot test's result too
         return {
             "basename": "image",
             "name": project.name,

@@ -74,7 +74,8 @@ class Stage:
     # Part of the image outputs: cleaned by `doit clean image:NAME` (bootstrap and the
     # container stages are kept).
     image_output: bool = False
-    # Part of `image:NAME` (every artifact of the project); the dev container is not.
+    # Part of `image:NAME` (every artifact of the project); the dev container and the
+    # boot test (a test of the image, run by `doit boottest:NAME`) are not.
     in_image: bool = True
 
     @functools.cached_property

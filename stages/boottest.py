@@ -1,5 +1,8 @@
 """Stage `boottest`: boot the disk image in qemu (no KVM) and wait for a console marker.
 
+A test of the image, not part of it: `doit boottest:NAME` builds what it needs and boots;
+`doit image:NAME` does not boot (a boot costs a minute, a Raspberry Pi's several).
+
 Inputs: `disk`'s image, and `partitions`' images (the kernel, initrd and, for a Raspberry
 Pi, config.txt, cmdline.txt and the device tree are read from them with debugfs or
 mtools). Outputs: `result` = `boottest.json` and `console` = `boottest-console.log`.
@@ -391,4 +394,5 @@ STAGE = Stage(
     tools=tools,
     needs_root=False,
     image_output=True,
+    in_image=False,  # a test of the image, not part of it: `doit boottest:NAME`
 )  # fmt: skip
