@@ -2,7 +2,10 @@
 
 Each scenario runs the real `doit` in a private copy of the projects, artifacts and cache
 (bench/out/), so the user's own builds are untouched. For each it records wall time, the
-peak memory of the largest process, and the stages that ran.
+peak memory of the largest process, and the stages that ran. The projects are copied
+under names of their own (`bench-...`), so their LXD layers are the bench's alone; a cold
+run deletes them with the cache. `--pi` adds the Raspberry Pi 3 scenarios (arm64 built
+under qemu-user emulation: about half an hour more).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
-PROJECT = "qemu-bookworm-amd64"
-TWIN = "qemu-twin-amd64"
+SOURCE, PI_SOURCE = "qemu-bookworm-amd64", "pi3-bookworm-arm64"
+PROJECT, TWIN, PI = "bench-qemu-amd64", "bench-twin-amd64", "bench-pi3-arm64"
+LAYER_PREFIX = "edibuild-layer-bench-"
 RAN = re.compile(r"^\.  (\S+)", re.MULTILINE)
 REUSED = re.compile(r"^edibuild: (\S+): reused from the cache", re.MULTILINE)
 
@@ -109,8 +113,22 @@ def prepare(cold: bool) -> None:
     if cold and OUT.exists():
         shutil.rmtree(OUT / "artifacts", ignore_errors=True)
         shutil.rmtree(OUT / "state", ignore_errors=True)
+    if cold:
+        delete_bench_layers()
     shutil.rmtree(OUT / "projects", ignore_errors=True)
     shutil.copytree(REPO / "projects", OUT / "projects")
+    for source, name in ((SOURCE, PROJECT), (PI_SOURCE, PI)):
+        shutil.copy(OUT / "projects" / f"{source}.yml", OUT / "projects" / f"{name}.yml")
+
+
+def delete_bench_layers() -> None:
+    """Delete the LXD layer images of the bench's projects (a cold build starts bare)."""
+    listing = subprocess.run(
+        ["lxc", "image", "list", "--format", "json"], capture_output=True, text=True, check=True
+    )
+    for image in json.loads(listing.stdout):
+        if any(a["name"].startswith(LAYER_PREFIX) for a in image.get("aliases") or []):
+            subprocess.run(["lxc", "image", "delete", image["fingerprint"]], check=True)
 
 
 def scenarios() -> list[Scenario]:
@@ -128,6 +146,10 @@ def scenarios() -> list[Scenario]:
         Scenario("doit --version (bare start-up)", ["--version"]),
         Scenario("doit list", ["list"]),
         Scenario("1. cold build (empty cache)", target),
+        Scenario(
+            "1b. boot test of that image (doit boottest:, not part of image:)",
+            [f"boottest:{PROJECT}"],
+        ),
         Scenario("2. no-op", target),
         Scenario(
             "3. edit of the last playbook (changes the rootfs)",
@@ -167,9 +189,31 @@ def scenarios() -> list[Scenario]:
     ]
 
 
+def pi_scenarios() -> list[Scenario]:
+    """The Raspberry Pi 3 rows: arm64 under emulation, cold, booted, after an edit."""
+    cleanup = OUT / "projects" / "plugins" / "playbooks" / "cleanup" / "main.yml"
+    marker = (
+        "  tasks:\n"
+        "    - name: Leave a second marker (bench edit)\n"
+        "      ansible.builtin.copy: {dest: /etc/bench-pi, content: edited, mode: '0644'}\n"
+        "\n"
+    )
+    target = [f"image:{PI}"]
+    return [
+        Scenario("P1. Raspberry Pi 3 arm64: cold build (emulated)", target),
+        Scenario("P2. its boot test on qemu's raspi3b", [f"boottest:{PI}"]),
+        Scenario("P3. its no-op", target),
+        Scenario(
+            "P4. edit of a late playbook (changes the rootfs)",
+            target,
+            edit(cleanup, "  tasks:\n", marker),
+        ),
+    ]
+
+
 def add_twin() -> None:
     """A second project: the same VM under another name and hostname."""
-    source = (OUT / "projects" / f"{PROJECT}.yml").read_text()
+    source = (OUT / "projects" / f"{SOURCE}.yml").read_text()
     twin = source.replace("parameters:\n", "parameters:\n  hostname: twin-vm\n", 1)
     (OUT / "projects" / f"{TWIN}.yml").write_text(twin)
 
@@ -197,18 +241,26 @@ def machine() -> str:
 
 def stage_times(project: str) -> str:
     """Seconds each stage of a project took in its last build, from the stage manifests."""
-    lines = ["| stage | seconds | reused from cache |", "|---|---:|---|"]
+    lines = ["| stage | seconds | reused from cache | where the time went |", "|---|---:|---|---|"]
     for manifest in sorted((OUT / "artifacts" / project).glob("*.manifest.json")):
         data = json.loads(manifest.read_text())
         reused = "yes" if data.get("reused") else "no"
-        lines.append(f"| {data['stage']} | {data.get('seconds', 0):.1f} | {reused} |")
+        phases = (data.get("info") or {}).get("phases") or {}
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in phases.items())
+        lines.append(f"| {data['stage']} | {data.get('seconds', 0):.1f} | {reused} | {parts} |")
     return "\n".join(lines)
 
 
 def table(results: list[Result]) -> str:
-    """The results as a Markdown table."""
-    lines = ["| scenario | wall time | peak memory | stages that ran |", "|---|---:|---:|---|"]
+    """The results as a Markdown table; shares are of the cold build of the same group."""
+    lines = [
+        "| scenario | wall time | share of the cold build | peak memory | stages that ran |",
+        "|---|---:|---:|---:|---|",
+    ]
+    cold = 0.0
     for r in results:
+        if "cold build" in r.name:
+            cold = r.seconds
         ran = (
             ", ".join(
                 t.split(":")[0] + (" (from cache)" if t.endswith("(from cache)") else "")
@@ -216,8 +268,11 @@ def table(results: list[Result]) -> str:
             )
             or "none"
         )
+        share = f"{100 * r.seconds / cold:.0f} %" if cold and "cold build" not in r.name else ""
         status = "" if r.ok else " (FAILED)"
-        lines.append(f"| {r.name}{status} | {r.seconds:.2f} s | {r.peak_mb:.0f} MB | {ran} |")
+        lines.append(
+            f"| {r.name}{status} | {r.seconds:.2f} s | {share} | {r.peak_mb:.0f} MB | {ran} |"
+        )
     return "\n".join(lines)
 
 
@@ -244,23 +299,11 @@ def noop_only() -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
-def main() -> int:
-    """Run the scenarios and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warm", action="store_true", help="keep the bench cache (no cold build)")
-    parser.add_argument(
-        "--noop-only",
-        action="store_true",
-        help="only time start-up, list and the no-op (3 runs each, median) on the existing "
-        "bench workspace, and add them to bench/results.md",
-    )
-    args = parser.parse_args()
-    if args.noop_only:
-        return noop_only()
-    prepare(cold=not args.warm)
+def run_all(todo: list[Scenario]) -> tuple[list[Result], dict[str, str]]:
+    """Run scenarios in order; return their results and the stage times of cold builds."""
     results = []
-    cold_stages = ""
-    for scenario in scenarios():
+    cold_stages = {}
+    for scenario in todo:
         if scenario.before is not None:
             scenario.before()
         result = measure(scenario.name, scenario.args)
@@ -275,16 +318,43 @@ def main() -> int:
             )
         results.append(result)
         print(f"{result.name}: {result.seconds:.2f} s, ran {result.ran or 'nothing'}", flush=True)
-        if scenario.name.startswith("1."):
-            cold_stages = stage_times(PROJECT)
-            print(cold_stages, flush=True)
+        if "cold build" in scenario.name:
+            project = scenario.args[-1].split(":", 1)[1]
+            cold_stages[project] = stage_times(project)
+            print(cold_stages[project], flush=True)
+    return results, cold_stages
+
+
+def main() -> int:
+    """Run the scenarios and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warm", action="store_true", help="keep the bench cache (no cold build)")
+    parser.add_argument("--pi", action="store_true", help="add the Raspberry Pi 3 scenarios")
+    parser.add_argument(
+        "--noop-only",
+        action="store_true",
+        help="only time start-up, list and the no-op (3 runs each, median) on the existing "
+        "bench workspace, and add them to bench/results.md",
+    )
+    args = parser.parse_args()
+    if args.noop_only:
+        return noop_only()
+    prepare(cold=not args.warm)
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    results, cold_stages = run_all(scenarios() + (pi_scenarios() if args.pi else []))
     text = table(results)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%H:%M UTC")
     load = os.getloadavg()[0]
+    stages = "".join(
+        f"\n## Stage times of the cold build of {project}\n\n{times}\n"
+        for project, times in cold_stages.items()
+    )
     report = (
-        f"# edibuild benchmark\n\nMeasured {stamp} on {machine()}; load average at the end "
-        f"{load:.1f} (other builds shared the machine when it is above 2).\n\n{text}\n"
-        f"\n## Stage times of the cold build\n\n{cold_stages}\n"
+        f"# edibuild benchmark\n\nMeasured {started}-{stamp} with `python bench/bench.py"
+        f"{' --pi' if args.pi else ''}` on {machine()}; load average at the end {load:.1f} "
+        f"(other work shared the machine when it is above 2). Projects: `{PROJECT}` is a copy "
+        f"of `{SOURCE}`, `{TWIN}` the same VM under another name, `{PI}` a copy of "
+        f"`{PI_SOURCE}`.\n\n{text}\n{stages}"
     )
     (REPO / "bench" / "results.md").write_text(report)
     print()
