@@ -53,6 +53,22 @@ def doit_config(workspace: Workspace) -> dict[str, Any]:
     }
 
 
+class Described(functools.partial[Any]):
+    """A task action that doit prints by what it does, not as `functools.partial(...)`."""
+
+    what = ""
+
+    def __str__(self) -> str:
+        return f" {self.what}"  # doit prints str(action)[1:]
+
+
+def described(what: str, func: Callable[..., Any], *args: Any) -> Described:
+    """Bind `args` to `func` as an action doit prints as `what`."""
+    action = Described(func, *args)
+    action.what = what
+    return action
+
+
 def source_date_epoch(project: Project) -> int:
     """The timestamp outputs are clamped to: the project's, SOURCE_DATE_EPOCH, or a default."""
     export = project.section("export") or {}
@@ -124,7 +140,14 @@ class Engine:
             "targets": [os.fspath(arts.pointer(stage.name))],
             "uptodate": [config_changed(slice_), functools.partial(self.intact, project, stage)],
             "setup": [f"_preflight:{project.name}"],
-            "clean": [functools.partial(self.clean_stage, project, stage)],
+            "clean": [
+                described(
+                    f"remove {stage.name}'s artifacts, cache entry and the state it made",
+                    self.clean_stage,
+                    project,
+                    stage,
+                )
+            ],
         }
 
     def image_task(self, project: Project) -> TaskDict:
@@ -139,7 +162,14 @@ class Engine:
             "doc": project.description,
             "actions": [functools.partial(self.report, project)],
             "file_dep": [os.fspath(arts.pointer(s.name)) for s in stages],
-            "clean": [functools.partial(self.clean_stages, project, outputs)],
+            "clean": [
+                described(
+                    f"remove the image outputs ({', '.join(s.name for s in outputs)})",
+                    self.clean_stages,
+                    project,
+                    outputs,
+                )
+            ],
             "verbosity": 2,
         }
 
