@@ -1,7 +1,8 @@
-"""Measure whether the exported rootfs is bit-identical across two configure runs.
+"""Measure how often the exported rootfs is bit-identical across configure runs.
 
-Runs `doit export:repro-PROJECT` twice on the same inputs in a private workspace (the
-second time after `doit clean --forget configure:...`, so the playbooks really run again)
+Runs `doit export:repro-PROJECT` `--runs` times (2 by default) on the same inputs in a
+private workspace (each time after the first after `doit clean --forget configure:...`,
+so the playbooks really run again; `--record` appends the count to bench/results.md)
 and reports which files differ between the two rootfs tarballs, with a reason per file
 (content, mtime, mode, owner, type, link, xattrs, only in one). No diffoscope: Python's
 tarfile reads the decompressed tars. `--compare A B` only compares two tarballs;
@@ -268,16 +269,30 @@ def copy_projects(workspace: Path, project: str) -> str:
     return name
 
 
-def build_twice(workspace: Path, project: str) -> tuple[Path, Path]:
-    """Build export twice, forgetting configure in between; return both rootfs tarballs."""
+def build_runs(workspace: Path, project: str, runs: int) -> list[Path]:
+    """Build export `runs` times, forgetting configure in between; return the tarballs."""
     project = copy_projects(workspace, project)
-    seconds, ran = doit(workspace, f"export:{project}")
-    print(f"run 1: {seconds:.1f} s, ran {', '.join(ran) or 'nothing (cached)'}", flush=True)
-    first = keep(workspace, project, 1)
-    doit(workspace, "clean", "--forget", f"configure:{project}")
-    seconds, ran = doit(workspace, f"export:{project}")
-    print(f"run 2: {seconds:.1f} s, ran {', '.join(ran) or 'nothing'}", flush=True)
-    return first, keep(workspace, project, 2)
+    tarballs = []
+    for run in range(1, runs + 1):
+        if run > 1:
+            doit(workspace, "clean", "--forget", f"configure:{project}")
+        seconds, ran = doit(workspace, f"export:{project}")
+        print(f"run {run}: {seconds:.1f} s, ran {', '.join(ran) or 'nothing'}", flush=True)
+        tarballs.append(keep(workspace, project, run))
+    return tarballs
+
+
+def record(project: str, runs: list[Path], identical: int) -> None:
+    """Append the measurement to bench/results.md."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    section = (
+        f"\n## Reproducibility of the exported rootfs\n\n`python bench/repro.py --runs "
+        f"{len(runs)} --record`, {stamp}: {len(runs)} configure runs of `{project}` from "
+        f"scratch (no layers), each exported; the rootfs tarball was bit-identical to the "
+        f"first run's in **{identical} of {len(runs) - 1}** repeated runs.\n"
+    )
+    results = REPO / "bench" / "results.md"
+    results.write_text((results.read_text() if results.exists() else "") + section)
 
 
 def export_again(workspace: Path, configured: Sequence[Path], epoch: int) -> list[Path]:
@@ -313,6 +328,8 @@ def main() -> int:
     what.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"))
     what.add_argument("--export-again", nargs=2, type=Path, metavar=("CONF_A", "CONF_B"))
     parser.add_argument("--epoch", type=int, default=1704067200, help="for --export-again")
+    parser.add_argument("--runs", type=int, default=2, help="configure runs to compare (>= 2)")
+    parser.add_argument("--record", action="store_true", help="append to bench/results.md")
     args = parser.parse_args()
     workspace = args.workspace.resolve()
     if args.compare:
@@ -320,7 +337,12 @@ def main() -> int:
     elif args.export_again:
         a, b = export_again(workspace, args.export_again, args.epoch)
     else:
-        a, b = build_twice(workspace, args.project)
+        tarballs = build_runs(workspace, args.project, max(args.runs, 2))
+        same = [report(tarballs[0], other, args.details) for other in tarballs[1:]]
+        print(f"bit-identical to run 1: {sum(same)} of {len(same)} repeated runs")
+        if args.record:
+            record(args.project, tarballs, sum(same))
+        return 0 if all(same) else 1
     return 0 if report(a, b, args.details) else 1
 
 
