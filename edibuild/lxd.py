@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import tarfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,23 @@ def images_with_prefix(client: pylxd.Client, prefix: str) -> list[Any]:
     return [
         img for img in client.images.all() if any(a["name"].startswith(prefix) for a in img.aliases)
     ]
+
+
+def _quiet_websocket_manager(args: threading.ExceptHookArgs) -> None:
+    """Drop the traceback of pylxd's ws4py thread tripping over its closed poller.
+
+    ws4py's WebSocketManager raises `ValueError: I/O operation on closed epoll object`
+    when an exec's websockets close; the command's result is complete by then, so the
+    traceback on the user's console says nothing. Every other exception is shown.
+    """
+    thread = args.thread
+    if thread is not None and thread.name == "WebSocketManager" and args.exc_type is ValueError:
+        return
+    _previous_excepthook(args)
+
+
+_previous_excepthook = threading.excepthook
+threading.excepthook = _quiet_websocket_manager
 
 
 @dataclass

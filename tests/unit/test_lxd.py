@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,17 @@ def test_boot_with_a_service_still_starting_is_waited_for() -> None:
     box = FakeSystemd("starting", DEVICE_JOBS + "57 ssh.service start running\n")
     with pytest.raises(StageFailed, match="did not finish booting"):
         lxd._wait_for_boot(box, timeout=1.2)  # type: ignore[arg-type]
+
+
+def _hook_args(name: str, error: Exception) -> threading.ExceptHookArgs:
+    thread = threading.Thread(name=name)
+    return threading.ExceptHookArgs((type(error), error, None, thread))
+
+
+def test_ws4py_closed_poller_traceback_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harmless ws4py thread error stays off the console; other thread errors show."""
+    shown: list[str] = []
+    monkeypatch.setattr(lxd, "_previous_excepthook", lambda args: shown.append(str(args.exc_value)))
+    lxd._quiet_websocket_manager(_hook_args("WebSocketManager", ValueError("closed epoll")))
+    lxd._quiet_websocket_manager(_hook_args("worker", RuntimeError("a real problem")))
+    assert shown == ["a real problem"]
