@@ -2,7 +2,7 @@
 
 Input: configure/container (LXD's unified image tarball, rootfs/ inside). Output:
 `rootfs` (rootfs.tar.zst): names sorted, numeric owners, mtimes clamped to
-SOURCE_DATE_EPOCH, pax headers without atime/ctime, zstd level 9 (multi-threaded mode,
+SOURCE_DATE_EPOCH, pax headers without atime/ctime, zstd level 3 (multi-threaded mode,
 whose output does not depend on the number of cores); without per-build state (the
 contents of /tmp and /run, apt lists and caches, logs and the journal of the build
 container, ldconfig's aux-cache, man-db's index, random seeds); with an empty
@@ -46,7 +46,7 @@ DROPPED = (
     "var/lib/dpkg/available-old",
     "etc/apt/apt.conf.d/00edibuild-proxy",
 )
-ZSTD_LEVEL = "-9"
+ZSTD_LEVEL = "-3"
 XATTRS = ("--xattrs", "--xattrs-include=*")
 
 
