@@ -11,6 +11,7 @@ under qemu-user emulation: about half an hour more).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -94,7 +95,22 @@ def measure(name: str, args: list[str]) -> Result:
     reused = set(REUSED.findall(out))
     ran = [f"{t} (from cache)" if t in reused else t for t in dict.fromkeys(RAN.findall(out))]
     ran = [t for t in ran if not t.startswith("image:")]
-    return Result(name, seconds, usage.ru_maxrss / 1024, ran, code == 0)
+    return Result(name, seconds, usage.ru_maxrss / 1024, [label(t) for t in ran], code == 0)
+
+
+def label(task: str) -> str:
+    """A task that ran, for the table: its stage, the seconds its manifest records, and the
+    project when it is not one of the scenario's main projects."""
+    name, _, rest = task.partition(":")
+    project, _, cached = rest.partition(" ")
+    text = name
+    if not cached:
+        manifest = OUT / "artifacts" / project / f"{name}.manifest.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            text += f" {json.loads(manifest.read_text())['seconds']:.0f} s"
+    else:
+        text += " (from cache)"
+    return text if project in (PROJECT, PI) else f"{text} [{project}]"
 
 
 def edit(path: Path, old: str, new: str) -> Callable[[], None]:
@@ -265,13 +281,7 @@ def table(results: list[Result]) -> str:
     for r in results:
         if "cold build" in r.name:
             cold = r.seconds
-        ran = (
-            ", ".join(
-                t.split(":")[0] + (" (from cache)" if t.endswith("(from cache)") else "")
-                for t in r.ran
-            )
-            or "none"
-        )
+        ran = ", ".join(r.ran) or "none"
         share = f"{100 * r.seconds / cold:.0f} %" if cold and "cold build" not in r.name else ""
         status = "" if r.ok else " (FAILED)"
         lines.append(
