@@ -136,10 +136,15 @@ def packages(tree: Path) -> list[dict[str, str]]:
     return sorted(found, key=lambda p: (p["name"], p["architecture"]))
 
 
-def tar_command(tree: Path, target: Path, epoch: int) -> list[str]:
-    """Return the GNU tar command line that archives `tree` reproducibly."""
+def tar_command(tree: Path, target: Path, epoch: int, compress: str | None = None) -> list[str]:
+    """Return the GNU tar command line that archives `tree` reproducibly.
+
+    With `compress` (a command tar runs itself, e.g. "zstd -q -T0 -3"), the archive is
+    compressed as it is written, without an uncompressed copy on disk.
+    """
+    program = [f"--use-compress-program={compress}"] if compress else []
     return [
-        "tar", "--create", f"--file={target}", f"--directory={tree}",
+        "tar", "--create", *program, f"--file={target}", f"--directory={tree}",
         "--sort=name", "--numeric-owner", "--format=posix",
         "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
         f"--mtime=@{epoch}", "--clamp-mtime", *XATTRS, "--acls", ".",
@@ -163,11 +168,10 @@ def build(ctx: StageContext) -> Json:
     ctx.run(unpack_command(ctx.input("configure", "container"), tree))
     scrub(tree)
     installed = packages(tree)
-    plain = ctx.scratch("rootfs.tar")
     say(f"export: packing {len(installed)} packages' root file system")
-    ctx.run(tar_command(tree, plain, ctx.source_date_epoch), env=ctx.env)
+    compress = f"zstd -q -T0 {ZSTD_LEVEL}"
+    ctx.run(tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress), env=ctx.env)
     shutil.rmtree(tree)
-    ctx.run(["zstd", "-q", "-T0", ZSTD_LEVEL, "--rm", plain, "-o", ctx.output("rootfs")])
     return {"packages": installed}
 
 

@@ -124,3 +124,10 @@ def test_config_names_the_scrub_and_the_epoch(monkeypatch: pytest.MonkeyPatch) -
     assert config["source_date_epoch"] == 1700000000
     assert "var/cache/ldconfig/aux-cache" in config["dropped"]
     assert "var/log/journal" in config["emptied"]
+
+
+def test_tar_command_compresses_as_it_writes(tmp_path: Path) -> None:
+    """With a compressor, tar pipes through it: no uncompressed copy of the rootfs on disk."""
+    argv = export.tar_command(tmp_path / "t", tmp_path / "o.tar.zst", 1704067200, "zstd -3")
+    assert "--use-compress-program=zstd -3" in argv
+    assert argv.index("--use-compress-program=zstd -3") < argv.index(f"--file={tmp_path}/o.tar.zst")

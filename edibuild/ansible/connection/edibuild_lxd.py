@@ -109,7 +109,9 @@ class Connection(ConnectionBase):  # type: ignore[misc]
             err = bytes(self._instance.files.get(f"{base}.err"))
         finally:
             with contextlib.suppress(Exception):  # /run is never exported: harmless if left
-                self._instance.execute(["rm", "-f", f"{base}.out", f"{base}.err"], decode=False)
+                # The file API's DELETE: one HTTP request, cheaper than an `rm` over exec.
+                for name in (f"{base}.out", f"{base}.err"):
+                    self._instance.files.delete(name)
         return int(result.exit_code), out, err
 
     def put_file(self, in_path: str, out_path: str) -> None:
