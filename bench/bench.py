@@ -153,12 +153,7 @@ def scenarios() -> list[Scenario]:
     target = [f"image:{PROJECT}"]
     projects = OUT / "projects"
     cleanup = projects / "plugins" / "playbooks" / "cleanup" / "main.yml"
-    marker = (
-        "  tasks:\n"
-        "    - name: Leave a marker (bench edit)\n"
-        "      ansible.builtin.copy: {dest: /etc/edibuild-bench, content: edited, mode: '0644'}\n"
-        "\n"
-    )
+    marker = marker_task("/etc/edibuild-bench")
     return [
         Scenario("doit --version (bare start-up)", ["--version"]),
         Scenario("doit list", ["list"]),
@@ -209,15 +204,20 @@ def scenarios() -> list[Scenario]:
     ]
 
 
+def marker_task(dest: str) -> str:
+    """A playbook `tasks:` line followed by a task that writes `dest` (a rootfs change)."""
+    return (
+        "  tasks:\n"
+        f"    - name: Leave a marker at {dest} (bench edit)\n"
+        f"      ansible.builtin.copy: {{dest: {dest}, content: edited, mode: '0644'}}\n"
+        "\n"
+    )
+
+
 def pi_scenarios() -> list[Scenario]:
     """The Raspberry Pi 3 rows: arm64 under emulation, cold, booted, after an edit."""
     cleanup = OUT / "projects" / "plugins" / "playbooks" / "cleanup" / "main.yml"
-    marker = (
-        "  tasks:\n"
-        "    - name: Leave a second marker (bench edit)\n"
-        "      ansible.builtin.copy: {dest: /etc/bench-pi, content: edited, mode: '0644'}\n"
-        "\n"
-    )
+    marker = marker_task("/etc/bench-pi")
     target = [f"image:{PI}"]
     return [
         Scenario("P1. Raspberry Pi 3 arm64: cold build (emulated)", target),

@@ -428,6 +428,8 @@ class Engine:
             )
             say(f"{stage.name}:{project.name}: building (log: {log})")
             info = stage.build(ctx)
+            if ctx.phases and isinstance(info, dict):  # where the build's time went
+                info = {**info, "phases": ctx.phases}
             files = {n: ctx.output(n) for n in names}
             missing = [os.fspath(p) for p in files.values() if not p.is_file()]
             if missing:

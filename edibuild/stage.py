@@ -110,7 +110,7 @@ class StageContext:
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Time a step of the build: kept in `phases` and written to the log."""
+        """Time a step of the build: written to the log, and kept in the manifest's info."""
         started = time.monotonic()
         try:
             yield

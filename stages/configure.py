@@ -336,7 +336,6 @@ def build(ctx: StageContext) -> Json:
         "playbooks": playbooks,
         "layers": plan.info(ctx.project),
         "apt_proxy": network.stats(),
-        "phases": ctx.phases,
     }
 
 

@@ -47,7 +47,8 @@ def _beta(ctx: StageContext) -> Any:
 
 def _gamma(ctx: StageContext) -> Any:
     BUILDS["gamma"] += 1
-    ctx.output("image").write_text("image of " + ctx.input("beta", "text").read_text())
+    with ctx.phase("write"):
+        ctx.output("image").write_text("image of " + ctx.input("beta", "text").read_text())
     return {}
 
 
@@ -290,6 +291,8 @@ def test_manifest_records_inputs_and_info(h: Harness) -> None:
     h.doit("image:proj")
     manifest = json.loads(h.art("beta.manifest.json").read_text())
     assert manifest["info"] == {"alpha_length": 5}
+    timed = json.loads(h.art("gamma.manifest.json").read_text())["info"]
+    assert set(timed) == {"phases"} and timed["phases"]["write"] >= 0
     assert set(manifest["upstream"]) == {"alpha"}
     assert next(iter(manifest["plugins"].values()))
     assert os.path.samefile(
