@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edibuild import doit_ext
-from edibuild.engine import Engine, doit_config, fail_at_load
 from edibuild.errors import EdibuildError
 from edibuild.workspace import Workspace
 
 
-def load() -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
-    """Load every project and build the engine; bad input exits before anything runs."""
+def load(root: Path | None = None) -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
+    """Load every project and plan its tasks; bad input exits before anything runs."""
+    from edibuild import plan
     from edibuild.config import load_projects
+    from edibuild.session import Session
     from stages import all_stages
 
     doit_ext.install()
-    workspace = Workspace.from_environment()
     try:
+        workspace = Workspace.from_environment(root)
         projects = load_projects(workspace.projects_dir, shipped_dir=workspace.shipped_dir)
-        engine = Engine(workspace, projects, all_stages())
-        for project in projects:  # validate every stage's slice now, not halfway through
-            for stage in engine.enabled_stages(project):
-                engine.stage_config(project, stage)
+        session = Session(workspace, projects, all_stages())
+        session.validate()  # every stage's slice now, not halfway through a build
     except EdibuildError as exc:
         fail_at_load(exc)
+    doit_ext.publish(plan.catalog(session))
     # Only a valid configuration gets a state database: bad input creates nothing.
     workspace.state_file.parent.mkdir(parents=True, exist_ok=True)
-    return doit_config(workspace), dict(engine.creators())
+    return plan.doit_config(workspace), plan.creators(session)
+
+
+def fail_at_load(error: EdibuildError) -> None:
+    """Report a bad project before anything runs, and exit non-zero."""
+    print(f"edibuild: error: {error}", file=sys.stderr)
+    raise SystemExit(3)

@@ -1,25 +1,27 @@
 """Why a stage would run (or ran), in plain words: which input changed, from what to what.
 
 The installed manifest of a stage records what its outputs were built from (config slice,
-plugin digests, upstream digests, code version); comparing it with the inputs the stage
-would use now names every difference, without hashes in the answer.
+plugin digests, upstream digests, code version); comparing it with the StageInputs the
+stage would use now names every difference, without hashes in the answer. A stage whose
+inputs have an entry in the cache is restored from it, not built, and its outputs are
+then known, so the stages after it are explained exactly too.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from edibuild.fsutil import read_json, sha256_file
+from edibuild.fsutil import read_json
+from edibuild.inputs import Digests, StageInputs
 from edibuild.project import Json, Project
 from edibuild.stage import Stage
-
-if TYPE_CHECKING:
-    from edibuild.engine import Engine
+from edibuild.store import Cache, Entry, ProjectArtifacts
 
 SHOWN = 60  # characters of a value shown before it is shortened
+NOT_BUILT = "it has not been built yet (or was cleaned)"
 
 
 def flatten(data: Json, prefix: str = "") -> dict[str, Json]:
@@ -55,73 +57,106 @@ def config_changes(old: Json, new: Json) -> Iterator[str]:
             yield f"{key} changed from {_show(before[key])} to {_show(after[key])}"
 
 
-def reasons(engine: Engine, project: Project, stage: Stage, will_run: set[str]) -> list[str]:
-    """Why `stage` must run for `project`; empty when it is up to date."""
-    arts = engine.artifacts(project)
-    manifest: Any = read_json(arts.manifest(stage.name))
-    if not isinstance(manifest, dict) or arts.outputs(stage.name) is None:
-        return ["it has not been built yet (or was cleaned)"]
+def plugin_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """Sentences naming each plugin file that is new, gone or changed."""
+    found = [f"plugin file {p} is new to this stage" for p in sorted(new.keys() - old.keys())]
+    found += [f"plugin file {p} is no longer used" for p in sorted(old.keys() - new.keys())]
+    changed = [p for p in sorted(new.keys() & old.keys()) if new[p] != old[p]]
+    found += [f"plugin file {p} changed" for p in changed]
+    return found
+
+
+def reasons(
+    manifest: Any,
+    inputs: StageInputs,
+    *,
+    outputs_intact: bool,
+    external_intact: bool,
+    runs_first: Iterable[str] = (),
+) -> list[str]:
+    """Why a stage must run; empty when its installed outputs were built from `inputs`.
+
+    `inputs.upstream` may lack the stages in `runs_first`, whose outputs are not known yet.
+    """
+    if not isinstance(manifest, dict):
+        return [NOT_BUILT]
     found: list[str] = []
-    if not arts.intact(stage.name):
+    if not outputs_intact:
         found.append("an output file is missing or was changed in place")
-    elif not stage.intact(project, manifest.get("info") or {}):
+    elif not external_intact:
         found.append("external state it stands for is gone (see the stage's docs)")
-    if manifest.get("code_version") != stage.code_version:
-        found.append(f"the code of the {stage.name} stage changed")
-    found += [
-        f"configuration: {c}" for c in config_changes(manifest.get("config"), stage.config(project))
-    ]
-    found += _plugin_changes(manifest.get("plugins") or {}, stage, project)
-    for up in stage.upstream:
-        if up in will_run:
-            found.append(f"the {up} stage runs first (its output may change)")
-            continue
-        outputs = arts.outputs(up) or {}
-        now = {n: o.sha256 for n, o in outputs.items()}
-        if now != (manifest.get("upstream") or {}).get(up):
+    if manifest.get("code_version") != inputs.code:
+        found.append(f"the code of the {inputs.stage} stage changed")
+    found += [f"configuration: {c}" for c in config_changes(manifest.get("config"), inputs.config)]
+    found += plugin_changes(manifest.get("plugins") or {}, inputs.plugins)
+    found += [f"the {up} stage runs first (its output may change)" for up in runs_first]
+    recorded = manifest.get("upstream") or {}
+    for up, digests in inputs.upstream.items():
+        if dict(digests) != recorded.get(up):
             found.append(f"the output of the {up} stage changed since this stage last ran")
     return found
 
 
-def _plugin_changes(old: Mapping[str, str], stage: Stage, project: Project) -> list[str]:
-    found = []
-    now = {os.fspath(p): p for p in stage.plugins(project)}
-    for path in sorted(now.keys() - old.keys()):
-        found.append(f"plugin file {path} is new to this stage")
-    for path in sorted(old.keys() - now.keys()):
-        found.append(f"plugin file {path} is no longer used")
-    for path in sorted(now.keys() & old.keys()):
-        try:
-            changed = sha256_file(now[path]) != old[path]
-        except OSError:
-            changed = True
-        if changed:
-            found.append(f"plugin file {path} changed")
-    return found
+@dataclass(frozen=True)
+class Step:
+    """A stage that a build would not skip: why, and the cache entry it comes back from."""
+
+    stage: Stage
+    reasons: tuple[str, ...]
+    cached: Entry | None = None
+
+    @property
+    def verdict(self) -> str:
+        """`would run`, or `would be restored from the cache ...`."""
+        if self.cached is None:
+            return "would run"
+        return (
+            "would be restored from the cache, not built "
+            f"(the same inputs were built before, key {self.cached.key[:12]})"
+        )
+
+    def headline(self, project: str) -> str:
+        """`bootstrap:NAME would run:` (the line above the reasons)."""
+        return f"{self.stage.name}:{project} {self.verdict}:"
 
 
-def plan(engine: Engine, project: Project, targets: set[str]) -> list[tuple[Stage, list[str]]]:
-    """Every stage (of `targets` and what they need, in order) that would run, with reasons."""
-    stages = engine.enabled_stages(project)
-    needed = _closure(stages, targets)
-    will_run: set[str] = set()
-    result = []
+InputsOf = Callable[[Stage, Digests], StageInputs]
+
+
+def plan(
+    project: Project,
+    stages: Sequence[Stage],
+    arts: ProjectArtifacts,
+    cache: Cache,
+    inputs_of: InputsOf,
+) -> list[Step]:
+    """The stages of `stages` (in order, with all they read) a build would not skip."""
+    known: dict[str, dict[str, str]] = {}  # outputs each stage will have
+    unknown: set[str] = set()  # stages that would run: outputs unknown until then
+    steps: list[Step] = []
     for stage in stages:
-        if stage.name not in needed:
+        runs_first = [u for u in stage.upstream if u in unknown]
+        upstream = {u: known[u] for u in stage.upstream if u in known}
+        inputs = inputs_of(stage, upstream)
+        manifest = read_json(arts.manifest(stage.name))
+        intact = arts.intact(stage.name)
+        info = manifest.get("info") if isinstance(manifest, dict) else None
+        why = reasons(
+            manifest,
+            inputs,
+            outputs_intact=intact,
+            external_intact=intact and bool(stage.intact(project, info or {})),
+            runs_first=runs_first,
+        )
+        if not why:
+            known[stage.name] = {n: o.sha256 for n, o in (arts.outputs(stage.name) or {}).items()}
             continue
-        why = reasons(engine, project, stage, will_run)
-        if why:
-            will_run.add(stage.name)
-            result.append((stage, why))
-    return result
-
-
-def _closure(stages: list[Stage], targets: set[str]) -> set[str]:
-    by_name = {s.name: s for s in stages}
-    todo, seen = [t for t in targets if t in by_name], set()
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(by_name[name].upstream)
-    return seen
+        entry = None if runs_first else cache.peek(stage.name, inputs.key)
+        if entry is not None and not stage.intact(project, entry.info or {}):
+            entry = None
+        if entry is None:
+            unknown.add(stage.name)
+        else:
+            known[stage.name] = {n: o.sha256 for n, o in entry.outputs.items()}
+        steps.append(Step(stage, tuple(why), entry))
+    return steps

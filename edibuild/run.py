@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from edibuild import toolpath
 from edibuild.errors import CommandFailed
 
 StrPath = str | os.PathLike[str]
@@ -42,6 +43,15 @@ def _describe_exit(code: int) -> str:
     return f"returned non-zero exit code {code}"
 
 
+def _not_found(command: str, line: str) -> CommandFailed:
+    """The error for a program that is not there: where we looked, and its Debian package."""
+    from edibuild.host.packages import package_for
+
+    package = package_for(command)
+    hint = f"install it with: apt-get install {package}" if package else None
+    return CommandFailed(f"cannot run {line}: {toolpath.not_found(command)}", hint=hint)
+
+
 def run(
     argv: Sequence[StrPath],
     *,
@@ -59,10 +69,7 @@ def run(
     raise CommandFailed whose message is the command line and the tail of its log.
     """
     args = [os.fspath(a) for a in argv]
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
+    full_env = toolpath.child_environment(env)
     line = command_line(args)
     logf = None
     if log is not None:
@@ -89,7 +96,7 @@ def run(
             seconds = time.monotonic() - started
             logf.write(f"# exit {proc.returncode} after {seconds:.1f} s\n".encode())
     except FileNotFoundError as exc:
-        raise CommandFailed(f"cannot run {line}: {args[0]} is not installed") from exc
+        raise _not_found(args[0], line) from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandFailed(f'"{line}" did not finish within {timeout:.0f} s') from exc
     finally:

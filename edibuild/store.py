@@ -68,8 +68,8 @@ class Cache:
         """Path of the action-cache entry of `stage` for input `key`."""
         return self.root / "keys" / stage / f"{key}.json"
 
-    def lookup(self, stage: str, key: str) -> Entry | None:
-        """Return the entry if it exists and every blob is present and untouched."""
+    def peek(self, stage: str, key: str) -> Entry | None:
+        """Like `lookup`, but only reading: for explanations, which must change nothing."""
         data = read_json(self.entry_path(stage, key))
         if not isinstance(data, dict):
             return None
@@ -80,13 +80,23 @@ class Cache:
             except OSError:
                 return None
             if st.st_size != out["size"] or st.st_mtime_ns != out["mtime_ns"]:
-                # Someone wrote to the blob (through a hard link, say): never trust it again.
-                self.forget(stage, key)
                 return None
             outputs[name] = Output(out["file"], out["sha256"], out["size"])
+        return Entry(stage, key, outputs, data.get("info"))
+
+    def lookup(self, stage: str, key: str) -> Entry | None:
+        """Return the entry if every blob is present and untouched, marking it used.
+
+        An entry whose blob is gone or was written to (through a hard link, say) is
+        forgotten: it is never trusted again.
+        """
+        entry = self.peek(stage, key)
+        if entry is None:
+            self.forget(stage, key)
+            return None
         with contextlib.suppress(OSError):
             os.utime(self.entry_path(stage, key))  # least recently used, for trimming
-        return Entry(stage, key, outputs, data.get("info"))
+        return entry
 
     def store(self, stage: str, key: str, files: Mapping[str, Path], info: Json) -> Entry:
         """Move finished output files into blobs and record the entry (entry last)."""

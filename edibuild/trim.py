@@ -7,7 +7,6 @@ What any project's installed outputs point at is never removed: the blobs behind
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -54,6 +53,10 @@ def protected_state(artifacts_root: Path) -> tuple[set[str], set[str]]:
     return digests, keys
 
 
+def _keep(path: Path) -> None:
+    """What a dry run does instead of removing a file."""
+
+
 def _blobs(cache: Cache) -> dict[str, tuple[int, float]]:
     found = {}
     for blob in (cache.root / "blobs").glob("*/*"):
@@ -62,8 +65,12 @@ def _blobs(cache: Cache) -> dict[str, tuple[int, float]]:
     return found
 
 
-def trim(cache: Cache, artifacts_root: Path, budget: int) -> TrimReport:
-    """Remove unprotected entries (oldest use first), then unreferenced blobs, to fit."""
+def trim(cache: Cache, artifacts_root: Path, budget: int, dry_run: bool = False) -> TrimReport:
+    """Remove unprotected entries (oldest use first), then unreferenced blobs, to fit.
+
+    With `dry_run` nothing is removed: the report says what a trim would remove.
+    """
+    remove = _keep if dry_run else unlink
     keep_digests, keep_keys = protected_state(artifacts_root)
     blobs = _blobs(cache)
     total = before = sum(size for size, _ in blobs.values())
@@ -81,13 +88,13 @@ def trim(cache: Cache, artifacts_root: Path, budget: int) -> TrimReport:
         name = f"{entry.parent.name}/{entry.stem}"
         if name in keep_keys:
             continue
-        unlink(entry)
+        remove(entry)
         removed_entries += 1
         digests = referenced.pop(name)
         still_used = set().union(*referenced.values()) | keep_digests
         for digest in digests - still_used:
             if digest in blobs:
-                unlink(cache.blob(digest))
+                remove(cache.blob(digest))
                 total -= blobs.pop(digest)[0]
                 removed_blobs += 1
     # Blobs no entry names (left by forgotten entries) go too, oldest first.
@@ -98,12 +105,7 @@ def trim(cache: Cache, artifacts_root: Path, budget: int) -> TrimReport:
             break
         # A fresh blob may belong to a build that has not written its entry yet.
         if digest not in still_used and mtime < recent:
-            unlink(cache.blob(digest))
+            remove(cache.blob(digest))
             total -= size
             removed_blobs += 1
     return TrimReport(before, total, removed_entries, removed_blobs, len(keep_digests))
-
-
-def budget_from_environment(default: str = "50GiB") -> int:
-    """The cache budget: EDIBUILD_CACHE_BUDGET, or 50 GiB."""
-    return parse_budget(os.environ.get("EDIBUILD_CACHE_BUDGET", default))

@@ -35,10 +35,10 @@ import jinja2
 import yaml
 
 from edibuild import lxdnames
-from edibuild.engine import source_date_epoch
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.lazy import lazy_import
 from edibuild.project import Json, Project
+from edibuild.reproducible import source_date_epoch
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext, Tool
 

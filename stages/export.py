@@ -18,8 +18,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from edibuild.engine import source_date_epoch
 from edibuild.project import Json, Project
+from edibuild.reproducible import source_date_epoch
 from edibuild.run import output, say
 from edibuild.stage import Stage, StageContext, Tool
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import ansible_runner
 
-from edibuild.errors import StageFailed
+from edibuild import toolpath
+from edibuild.errors import StageFailed, ToolMissing
 from edibuild.project import Json
 from edibuild.run import say
 
@@ -85,8 +86,21 @@ def inventory(host: str, endpoint: Mapping[str, Json]) -> dict[str, Json]:
     }
 
 
+def ansible_playbook() -> Path:
+    """The ansible-playbook of edibuild's own virtualenv (never one found elsewhere first)."""
+    found = toolpath.find("ansible-playbook")
+    if found is None:
+        raise ToolMissing(
+            toolpath.not_found("ansible-playbook"),
+            hint="ansible-core is a dependency of edibuild: reinstall it "
+            "(./edibuild.sh sets up .venv, or pip install edibuild)",
+        )
+    return found
+
+
 def _settings(data_dir: Path) -> dict[str, str]:
     return {
+        "PATH": toolpath.search_path(),
         "ANSIBLE_CONNECTION_PLUGINS": str(CONNECTION_PLUGINS),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -108,6 +122,7 @@ def run_playbook(
     """Run `playbook` against container `host`; raise StageFailed if a task fails."""
     data_dir.mkdir(parents=True, exist_ok=True)
     progress = Progress(playbook.stem if playbook.stem != "main" else playbook.parent.name, log)
+    ansible_playbook()  # found through _settings' PATH; a clear error when it is missing
     cancel = threading.Event()
     thread, runner = ansible_runner.run_async(
         private_data_dir=str(data_dir),

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edibuild.errors import EdibuildError, ToolMissing
+from edibuild.errors import EdibuildError
 from edibuild.run import command_line, run, say
 
 # Every Debian package a build or the test suite needs on the host (bookworm names).
@@ -109,13 +109,6 @@ def package_for(command: str) -> str | None:
     if name.startswith("qemu-") and name.endswith("-static"):
         return "qemu-user-static"
     return None
-
-
-def missing_tool(command: str, needed_for: str) -> ToolMissing:
-    """Build the error for a host command that is not installed, naming its package."""
-    package = package_for(command)
-    hint = f"install it with: apt-get install {package}" if package else None
-    return ToolMissing(f"{needed_for} needs the command {command!r}, which is missing", hint=hint)
 
 
 def missing_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> list[str]:

@@ -1,30 +1,26 @@
-"""Close doit's traps for users: unique-prefix task names, globs in forget/info, SIGTERM.
+"""Task names as users type them: unique prefixes, globs, and a helpful unknown name.
 
 doit 0.37 rejects `doit image:pi3` ("not a task") and crashes on globs in `forget` and
-`info`; a SIGTERM kills it without saving the state of tasks that finished. These hooks
-are installed from dodo.py (doit is pinned to 0.37.0, whose internals they wrap).
+`info`. Here a unique prefix selects its task, an ambiguous one lists the candidates, a
+glob works in every command, and `doit why:nosuch` lists the projects there are.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import signal
-import sys
 from collections.abc import Iterable, MutableSequence
-from types import FrameType
 from typing import Any
 
 import doit.cmd_base
 import doit.cmd_clean
 import doit.cmd_forget
 import doit.cmd_ignore
-import doit.cmd_info
 import doit.cmd_list
 import doit.cmd_resetdep
 import doit.control
 from doit.exceptions import InvalidCommand
 
-_installed = False
+from edibuild.doit_ext import catalog
 
 
 def resolve_name(name: str, names: Iterable[str]) -> list[str]:
@@ -43,7 +39,19 @@ def resolve_name(name: str, names: Iterable[str]) -> list[str]:
     return [name]
 
 
-def _expand_in_place(tasks: Any, name_list: MutableSequence[str] | None, globs: bool) -> None:
+def unknown(name: str, names: Iterable[str]) -> InvalidCommand:
+    """The error for a name that matches nothing: name the projects when a project is wrong."""
+    base, colon, project = name.partition(":")
+    known = list(names)
+    projects = catalog.current().projects
+    if colon and any(n.startswith(f"{base}:") for n in known) and project not in projects:
+        listing = "\n    ".join(sorted(projects)) or "(none: add projects/NAME.yml)"
+        return InvalidCommand(f'there is no project "{project}"; the projects are:\n    {listing}')
+    return InvalidCommand(f'"{name}" matches no task (see `doit list`).')
+
+
+def expand_in_place(tasks: Any, name_list: MutableSequence[str] | None, globs: bool) -> None:
+    """Replace each name in `name_list` by the task names it stands for."""
     if not name_list:
         return
     result: list[str] = []
@@ -52,14 +60,19 @@ def _expand_in_place(tasks: Any, name_list: MutableSequence[str] | None, globs: 
             result.append(name)
             continue
         matches = resolve_name(name, tasks)
-        if not matches:
-            raise InvalidCommand(f'"{name}" matches no task (see `doit list --all`).')
+        if not matches or (matches == [name] and name not in tasks and _looks_like_task(name)):
+            raise unknown(name, tasks)
         result.extend(matches)
     name_list[:] = result
 
 
+def _looks_like_task(name: str) -> bool:
+    """True for `BASE:NAME`, which can only be a task (never a target file or variable)."""
+    return ":" in name and "/" not in name and "=" not in name and not name.startswith("-")
+
+
 def _check_tasks_exist(tasks: Any, name_list: Any, skip_wildcard: bool = False) -> None:
-    _expand_in_place(tasks, name_list, globs=not skip_wildcard)
+    expand_in_place(tasks, name_list, globs=not skip_wildcard)
     _original_check(tasks, name_list, skip_wildcard=skip_wildcard)
 
 
@@ -69,34 +82,12 @@ _original_filter = doit.control.TaskControl._process_filter
 
 def _process_filter(self: Any, task_selection: list[str]) -> Any:
     selection = list(task_selection)
-    _expand_in_place(self.tasks, selection, globs=False)
+    expand_in_place(self.tasks, selection, globs=False)
     return _original_filter(self, selection)
 
 
-_original_info = doit.cmd_info.Info._execute
-
-
-def _info_execute(self: Any, pos_args: list[str], hide_status: bool = False) -> Any:
-    names = [t.name for t in self.task_list]
-    expanded = list(pos_args)
-    _expand_in_place(names, expanded, globs=True)
-    if len(expanded) > 1:
-        listing = "\n    ".join(expanded)
-        raise InvalidCommand(f"`info` explains one task; these match:\n    {listing}")
-    return _original_info(self, expanded, hide_status=hide_status)
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # Turn SIGTERM into Ctrl-C: doit then saves finished tasks and our builds clean up.
-    raise KeyboardInterrupt(f"terminated by signal {signum}")
-
-
 def install() -> None:
-    """Install the hooks once (idempotent)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
+    """Resolve prefixes and globs in every command that takes task names."""
     for module in (
         doit.cmd_clean,
         doit.cmd_forget,
@@ -107,20 +98,3 @@ def install() -> None:
     ):
         module.check_tasks_exist = _check_tasks_exist
     doit.control.TaskControl._process_filter = _process_filter
-    doit.cmd_info.Info._execute = _info_execute
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminate)
-    sys.excepthook = _quiet_interrupt(sys.excepthook)
-
-
-def _quiet_interrupt(previous: Any) -> Any:
-    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if issubclass(kind, KeyboardInterrupt):
-            print(
-                "edibuild: interrupted; finished tasks are saved, partial work removed",
-                file=sys.stderr,
-            )
-            return
-        previous(kind, value, tb)
-
-    return hook
