@@ -3,7 +3,7 @@
 ```yaml
 postprocessing:
   100_compress:
-    command: [zstd, -q, -19, "{input:disk.image}", -o, "{output:image}"]
+    command: [zstd, -q, "-19", "{input:disk.image}", -o, "{output:image}"]
     inputs: [disk.image]                        # STAGE.OUTPUT names the command reads
     outputs: {image: "{{ edibuild_project_name }}.img.zst"}
   200_docs:
@@ -99,7 +99,8 @@ def _make_stage(project: Project, key: str, node: Any, available: Mapping[str, S
             key,
             "command",
             "must be a list of strings (an argv list)",
-            'write it as [zstd, -19, "{input:disk.image}"], never as a shell line',
+            'write it as [zstd, "-19", "{input:disk.image}"] (quote what YAML reads as a '
+            "number), never as a shell line",
         )
     _check_placeholders(project, key, command or [], inputs, outputs, node)
     upstream = tuple(dict.fromkeys(stage for stage, _ in inputs))

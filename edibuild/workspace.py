@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from edibuild import shipped
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,11 @@ class Workspace:
 
     @classmethod
     def from_environment(cls, root: Path | None = None) -> Workspace:
-        """Build the workspace from EDIBUILD_* variables, defaulting to the checkout."""
+        """Build the workspace from EDIBUILD_* variables, defaulting to folders in `root`.
+
+        `root` is the folder of the dodo.py doit runs (doit works in it): edibuild's
+        checkout, or a project repository made by `edibuild init`.
+        """
         base = (root or Path.cwd()).resolve()
         env = os.environ
 
@@ -33,8 +37,8 @@ class Workspace:
         state_dir = pick("EDIBUILD_STATE", base / ".edibuild")
         return cls(
             root=base,
-            projects_dir=pick("EDIBUILD_PROJECTS", REPO / "projects"),
-            shipped_dir=REPO / "projects",
+            projects_dir=pick("EDIBUILD_PROJECTS", base / "projects"),
+            shipped_dir=shipped.directory(),
             artifacts_dir=pick("EDIBUILD_ARTIFACTS", base / "artifacts"),
             cache_dir=pick("EDIBUILD_CACHE", state_dir / "cache"),
             state_file=state_dir / "state.sqlite3",

@@ -1,4 +1,4 @@
-# Sourced by ./edibuild and ./run-tests: set this machine up once, then stay out of the way.
+# Sourced by ./edibuild.sh and ./run-tests: set this machine up once, then stay out of the way.
 #
 # The stamp .venv/.edibuild-setup holds the sha256 of pyproject.toml + edibuild/host/packages.py
 # (the Python dependencies and the Debian package list). While it matches, only a quick

@@ -308,13 +308,14 @@ def _console_has(console: Path, marker: bytes) -> bool:
 def boot(ctx: StageContext, test: BootTest, argv: list[str]) -> float:
     """Run the VM until the marker appears; return the seconds it took, or raise StageFailed."""
     console, pidfile = ctx.scratch("console.log"), ctx.scratch("qemu.pid")
-    errors: list[BaseException] = []
+    ended: list[int | CommandFailed] = []  # qemu's exit code, or why it could not start
 
     def vm() -> None:
         try:
-            runner.run(argv, log=ctx.log, check=False, env={"TMPDIR": str(ctx.workdir)})
+            env = {"TMPDIR": str(ctx.workdir)}
+            ended.append(runner.run(argv, log=ctx.log, check=False, env=env).returncode)
         except CommandFailed as exc:
-            errors.append(exc)
+            ended.append(exc)
 
     thread = threading.Thread(target=vm, name="boottest-qemu", daemon=True)
     started = time.monotonic()
@@ -326,9 +327,18 @@ def boot(ctx: StageContext, test: BootTest, argv: list[str]) -> float:
             thread.join(1.0)
         if _console_has(console, test.expect.encode()):
             return time.monotonic() - started
+        stopped_by_itself = list(ended)  # before _stop: what qemu did on its own
     finally:
         _stop(pidfile)
         thread.join(15)
+    for outcome in stopped_by_itself:
+        if isinstance(outcome, CommandFailed):  # qemu missing, or it could not be started
+            raise StageFailed(f"qemu could not be started: {outcome}")
+        if outcome != 0:
+            raise StageFailed(
+                f"qemu exited with code {outcome} before {test.expect!r} showed on the console",
+                hint=f"qemu's own messages are at the end of {ctx.log}",
+            )
     raise _failed(test, console, time.monotonic() - started, ctx.log)
 
 

@@ -35,6 +35,25 @@ _SUITE_ALIASES = {
     alias: "use the release codename so the build does not change at the next Debian release"
     for alias in ("oldstable", "stable", "testing", "unstable")
 }
+# edi's sections and keys, with what edibuild calls them (edi users bring their projects).
+EDI_SECTIONS = {
+    "general": "edibuild has no `general` section: put edi's general.parameters under "
+    "`parameters:`; compression and the container stop timeout are edibuild's own choice",
+    "qemu": "edibuild has no `qemu` section: it arranges emulation with the host's "
+    "qemu-user-static itself",
+    "shared_folders": "edibuild shares a workspace with the development container through "
+    "the `container` section",
+    "lxc_templates": "edibuild has no LXC templates: write such files with a playbook",
+    "lxc_profiles": "edibuild calls it `lxd_profiles`",
+    "postprocessing_commands": "edibuild calls it `postprocessing` (each node is a stage "
+    "with inputs and outputs)",
+    "documentation_steps": "edibuild has no documentation steps: write one as a "
+    "`postprocessing` stage that reads export.rootfs",
+}
+EDI_BOOTSTRAP_KEYS = {
+    "repository": "edibuild splits edi's repository line into `mirror`, `suite` and `components`",
+    "repository_key": "edibuild takes a keyring file: `keyring`",
+}
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?$")
 
 
@@ -46,7 +65,7 @@ def check_top_level(data: dict[str, Json], where: Where) -> None:
                 f"unknown top-level key {key!r}",
                 location=where(key),
                 key=key,
-                hint=did_you_mean(key, TOP_LEVEL_KEYS),
+                hint=EDI_SECTIONS.get(key) or did_you_mean(key, TOP_LEVEL_KEYS),
             )
     for key in (*OPAQUE_SECTIONS, *NODE_SECTIONS, "parameters", "bootstrap"):
         if key in data:
@@ -77,7 +96,7 @@ def bootstrap(value: Json, where: Where, dirs: tuple[Path, Path]) -> Bootstrap:
                 f"unknown key {key!r} in bootstrap",
                 location=where("bootstrap", key),
                 key=f"bootstrap.{key}",
-                hint=did_you_mean(key, BOOTSTRAP_KEYS),
+                hint=EDI_BOOTSTRAP_KEYS.get(key) or did_you_mean(key, BOOTSTRAP_KEYS),
             )
     keyring = section.get("keyring")
     if keyring is not None:

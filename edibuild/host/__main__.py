@@ -1,6 +1,6 @@
 """Command line of the host setup: `python -m edibuild.host setup|check|emulation ARCH|report`.
 
-`./edibuild` and `./run-tests` call `setup` (with the system Python, before the
+`./edibuild.sh` and `./run-tests` call `setup` (with the system Python, before the
 virtualenv exists) the first time and `check` on every later run.
 """
 

@@ -25,7 +25,8 @@ INSTALL_HINT = (
     "install LXD: apt-get install lxd lxd-client (or: snap install lxd; or Incus: apt-get "
     "install incus on Debian 13); start it: systemctl start lxd (without systemd: setsid -f "
     "lxd --group root, then lxd waitready); initialise it once: lxd init (a storage pool named "
-    "default and a root disk in the default profile); ./edibuild does all of this when run as root"
+    "default and a root disk in the default profile); ./edibuild.sh does all of this when run "
+    "as root"
 )
 
 

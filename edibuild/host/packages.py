@@ -1,7 +1,7 @@
 """The software a host needs: Debian packages (apt side) and edibuild's virtualenv (PyPI side).
 
 The setup scripts hash this file together with pyproject.toml, so changing the package
-list below makes the next `./edibuild` run the setup again.
+list below makes the next `./edibuild.sh` run the setup again.
 """
 
 from __future__ import annotations

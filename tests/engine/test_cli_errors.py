@@ -20,6 +20,7 @@ BAD_CONFIG = {
     "missing-plugin": "not found",
     "unknown-architecture": "architecture",
     "unknown-suite": "suite",
+    "bad-epoch": "export.source_date_epoch: must be whole seconds",
 }
 
 

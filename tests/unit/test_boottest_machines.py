@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edibuild.errors import ConfigError
+from edibuild.errors import ConfigError, StageFailed
 from edibuild.project import Bootstrap, Json, Project
+from edibuild.stage import StageContext
 from stages import boottest
 
 # What Debian's raspi-firmware hook writes, plus the custom part of the raspberry_pi playbook.
@@ -123,3 +124,20 @@ def test_bad_machine_settings(arch: str, section: Json, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern) as info:
         boottest.parse_boottest(project(arch, section))
     assert info.value.key is not None and info.value.key.startswith("boottest")
+
+
+def _context(tmp_path: Path) -> StageContext:
+    proj = project("amd64", {"timeout": 5})
+    log = tmp_path / "log" / "boottest.log"
+    log.parent.mkdir()
+    return StageContext(proj, boottest.STAGE, "k" * 64, tmp_path, log, {}, {}, 0)
+
+
+def test_a_vm_that_cannot_start_is_reported_as_such_not_as_a_timeout(tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    test = boottest.BootTest(timeout=5)
+    with pytest.raises(StageFailed, match="qemu exited with code 3 before 'login:'"):
+        boottest.boot(ctx, test, ["sh", "-c", "echo qemu: cannot open disk >&2; exit 3"])
+    assert "cannot open disk" in ctx.log.read_text()
+    with pytest.raises(StageFailed, match=r"qemu could not be started: .*not found"):
+        boottest.boot(ctx, test, ["no-such-qemu-here"])

@@ -25,6 +25,7 @@ CASES = [
     ("unknown-architecture", "project.yml", 4, "bootstrap.architecture", "'aarch64'", "'arm64'"),
     ("unknown-suite", "project.yml", 4, "bootstrap.suite", "'bokworm'", "'bookworm'"),
     ("wrong-type", "project.yml", 5, "bootstrap.packages", "list of package names", "[first"),
+    ("edi-general", "project.yml", 2, "general", "top-level key 'general'", "general.parameters"),
 ]
 
 
