@@ -45,7 +45,7 @@ def _describe_exit(code: int) -> str:
 
 def _not_found(command: str, line: str) -> CommandFailed:
     """The error for a program that is not there: where we looked, and its Debian package."""
-    from edibuild.host.packages import package_for
+    from edibuild.host.commands import package_for
 
     package = package_for(command)
     hint = f"install it with: apt-get install {package}" if package else None

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from edibuild.errors import EdibuildError
-from edibuild.host import packages
+from edibuild.host import commands, packages
 from edibuild.host.emulation import ensure_emulation
 from edibuild.host.lxd_service import ensure_lxd
 from edibuild.run import say
@@ -32,13 +32,13 @@ def _lxd_or_warning(repo: Path) -> str | None:
 def report(repo: Path, lxd_socket: str | None) -> None:
     """Say which host tools are present (and their package when one is missing)."""
     missing = []
-    for command, package in packages.HOST_COMMANDS:
+    for command, package in commands.HOST_COMMANDS:
         if shutil.which(command) is None:
             missing.append(f"{command} (apt-get install {package})")
     say(f"virtualenv: {repo / packages.VENV}")
     say(f"LXD socket: {lxd_socket or 'none'}")
-    found = len(packages.HOST_COMMANDS) - len(missing)
-    say(f"host tools: {found} of {len(packages.HOST_COMMANDS)} present")
+    found = len(commands.HOST_COMMANDS) - len(missing)
+    say(f"host tools: {found} of {len(commands.HOST_COMMANDS)} present")
     for line in missing:
         say(f"  missing: {line}")
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edibuild.host import packages
+from edibuild.host import commands, packages
 from tests.conftest import REPO, require_tool
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def test_host_report_lists_every_tool() -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    total = len(packages.HOST_COMMANDS)
+    total = len(commands.HOST_COMMANDS)
     assert f"host tools: {total} of {total} present" in proc.stderr, proc.stderr
 
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from edibuild.host import packages
+from edibuild.host import commands, packages
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_package_for_names_the_debian_package() -> None:
-    assert packages.package_for("mkfs.vfat") == "dosfstools"
-    assert packages.package_for("/usr/sbin/sfdisk") == "fdisk"
-    assert packages.package_for("lxc") == "lxd-client"
-    assert packages.package_for("qemu-riscv64-static") == "qemu-user-static"
-    assert packages.package_for("no-such-tool") is None
+    assert commands.package_for("mkfs.vfat") == "dosfstools"
+    assert commands.package_for("/usr/sbin/sfdisk") == "fdisk"
+    assert commands.package_for("lxc") == "lxd-client"
+    assert commands.package_for("qemu-riscv64-static") == "qemu-user-static"
+    assert commands.package_for("no-such-tool") is None
 
 
 def test_every_host_command_comes_from_a_listed_package() -> None:
-    for command, package in packages.HOST_COMMANDS:
+    for command, package in commands.HOST_COMMANDS:
         assert package in packages.DEBIAN_PACKAGES, command
     assert len(set(packages.DEBIAN_PACKAGES)) == len(packages.DEBIAN_PACKAGES)
     assert "python3-venv" in packages.DEBIAN_PACKAGES  # the setup itself needs it
