@@ -28,9 +28,9 @@ from typing import Any
 import pylxd
 from pylxd.exceptions import LXDAPIException
 
-from edibuild import lxd
 from edibuild.errors import ConfigError
 from edibuild.fsutil import digest_json, sha256_file
+from edibuild.lxd import client as lxd
 from edibuild.project import Json, Node, Project
 
 # Bump when what a layer holds changes meaning (invalidates every cached layer).

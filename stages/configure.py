@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import yaml
 
-from edibuild import lxdnames
 from edibuild.engine import source_date_epoch
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.lazy import lazy_import
+from edibuild.lxd import names as lxdnames
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext, Tool
@@ -45,13 +45,14 @@ from edibuild.stage import Stage, StageContext, Tool
 if TYPE_CHECKING:
     import pylxd
 
-    from edibuild import aptproxy, layers, lxd
+    from edibuild import aptproxy, layers
     from edibuild.ansible import playbook
     from edibuild.layers import Plan
+    from edibuild.lxd import client as lxd
 else:  # loaded when a build needs them, not at every doit start
     aptproxy = lazy_import("edibuild.aptproxy")
     layers = lazy_import("edibuild.layers")
-    lxd = lazy_import("edibuild.lxd")
+    lxd = lazy_import("edibuild.lxd.client")
     playbook = lazy_import("edibuild.ansible.playbook")
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,18 +21,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edibuild import lxdnames, lxdprobe
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.fsutil import sha256_file
 from edibuild.lazy import lazy_import
+from edibuild.lxd import names as lxdnames
+from edibuild.lxd import probe as lxdprobe
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
 
 if TYPE_CHECKING:
-    from edibuild import lxd
+    from edibuild.lxd import client as lxd
 else:
-    lxd = lazy_import("edibuild.lxd")
+    lxd = lazy_import("edibuild.lxd.client")
 
 IMAGE_PREFIX = "edibuild-dev-"
 KEYS = ("name", "share")

@@ -13,8 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from edibuild import lxdnames, lxdprobe
 from edibuild.lazy import lazy_import
+from edibuild.lxd import names as lxdnames
+from edibuild.lxd import probe as lxdprobe
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
@@ -22,9 +23,9 @@ from edibuild.stage import Stage, StageContext
 if TYPE_CHECKING:
     import pylxd
 
-    from edibuild import lxd
+    from edibuild.lxd import client as lxd
 else:
-    lxd = lazy_import("edibuild.lxd")
+    lxd = lazy_import("edibuild.lxd.client")
 
 PROJECT_ALIAS = "edibuild-project-"
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from edibuild import lxd
 from edibuild.errors import StageFailed
+from edibuild.lxd import client as lxd
 from edibuild.project import Bootstrap, Node, Project
 from edibuild.stage import Stage, StageContext
 from stages import configure, export, lxd_import

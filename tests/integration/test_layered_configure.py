@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from edibuild import lxd
 from edibuild.errors import StageFailed
+from edibuild.lxd import client as lxd
 from tests.conftest import require, require_root, require_tool
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edibuild import lxd
 from edibuild.errors import StageFailed
+from edibuild.lxd import client as lxd
 from edibuild.project import Bootstrap, Project
 
 

@@ -26,8 +26,8 @@ from pylxd.exceptions import LXDAPIException as LXDAPIException
 from pylxd.exceptions import NotFound as NotFound
 
 from edibuild.errors import StageFailed
-from edibuild.lxdnames import PREFIX as PREFIX
-from edibuild.lxdnames import safe_name as safe_name
+from edibuild.lxd.names import PREFIX as PREFIX
+from edibuild.lxd.names import safe_name as safe_name
 from edibuild.project import Json, Project
 
 # Debian architecture -> LXD architecture name.

@@ -1,0 +1,1 @@
+"""The container backend: everything edibuild knows about LXD (and Incus) lives here."""
