@@ -297,12 +297,20 @@ class Engine:
     # -- checks ----------------------------------------------------------------------
 
     def intact(self, project: Project, stage: Stage) -> bool:
-        """Up-to-date probe: the outputs are present and any external state still exists."""
+        """Up-to-date probe: the outputs are present and any external state still exists.
+
+        When the external state cannot be checked (LXD unreachable, say) the task runs,
+        and its run stops with that error before it touches anything (doit would show a
+        traceback for an error raised here).
+        """
         arts = self.artifacts(project)
         if not arts.intact(stage.name):
             return False
         manifest = read_json(arts.manifest(stage.name)) or {}
-        return bool(stage.intact(project, manifest.get("info") or {}))
+        try:
+            return bool(stage.intact(project, manifest.get("info") or {}))
+        except EdibuildError:
+            return False
 
     def preflight(self, project: Project) -> TaskFailed | None:
         """Fail early, before anything is written, when the host cannot build the project."""

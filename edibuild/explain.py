@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from edibuild.errors import EdibuildError
 from edibuild.fsutil import read_json, sha256_file
 from edibuild.project import Json, Project
 from edibuild.stage import Stage
@@ -55,6 +56,16 @@ def config_changes(old: Json, new: Json) -> Iterator[str]:
             yield f"{key} changed from {_show(before[key])} to {_show(after[key])}"
 
 
+def _external_state(project: Project, stage: Stage, info: Mapping[str, Json]) -> list[str]:
+    """[] while the external state the outputs stand for exists; else why not (or why unknown)."""
+    try:
+        if stage.intact(project, info):
+            return []
+    except EdibuildError as exc:  # LXD unreachable, say: the run stops with this error
+        return [f"its external state cannot be checked: {exc.message}"]
+    return ["external state it stands for is gone (see the stage's docs)"]
+
+
 def reasons(engine: Engine, project: Project, stage: Stage, will_run: set[str]) -> list[str]:
     """Why `stage` must run for `project`; empty when it is up to date."""
     arts = engine.artifacts(project)
@@ -64,8 +75,8 @@ def reasons(engine: Engine, project: Project, stage: Stage, will_run: set[str]) 
     found: list[str] = []
     if not arts.intact(stage.name):
         found.append("an output file is missing or was changed in place")
-    elif not stage.intact(project, manifest.get("info") or {}):
-        found.append("external state it stands for is gone (see the stage's docs)")
+    else:
+        found += _external_state(project, stage, manifest.get("info") or {})
     if manifest.get("code_version") != stage.code_version:
         found.append(f"the code of the {stage.name} stage changed")
     found += [

@@ -37,6 +37,7 @@ import yaml
 from edibuild.engine import source_date_epoch
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.lazy import lazy_import
+from edibuild.lxd import endpoints
 from edibuild.lxd import names as lxdnames
 from edibuild.project import Json, Project
 from edibuild.run import say
@@ -203,7 +204,7 @@ class Network:
         return {"hits": st.hits, "misses": st.misses, "refused": st.refused}
 
 
-def _network_mode(client: pylxd.Client, endpoint: lxd.Endpoint, project: Project) -> str:
+def _network_mode(client: pylxd.Client, endpoint: endpoints.Endpoint, project: Project) -> str:
     wanted = (project.section("lxd") or {}).get("network", "auto")
     if wanted not in ("auto", "default", "proxy"):
         raise ConfigError(
@@ -222,7 +223,7 @@ def _network_mode(client: pylxd.Client, endpoint: lxd.Endpoint, project: Project
 
 @contextlib.contextmanager
 def network_for(
-    client: pylxd.Client, endpoint: lxd.Endpoint, project: Project
+    client: pylxd.Client, endpoint: endpoints.Endpoint, project: Project
 ) -> Iterator[Network]:
     """Decide the container's network; run the apt proxy for the block if needed."""
     if _network_mode(client, endpoint, project) == "default":
@@ -235,7 +236,11 @@ def network_for(
 
 
 def _run_playbooks(
-    ctx: StageContext, box: lxd.Container, endpoint: lxd.Endpoint, network: Network, plan: Plan
+    ctx: StageContext,
+    box: lxd.Container,
+    endpoint: endpoints.Endpoint,
+    network: Network,
+    plan: Plan,
 ) -> Json:
     """Run the playbooks the start layer does not cover; save a layer after each but the last."""
     done = []
@@ -304,8 +309,8 @@ def make_plan(ctx: StageContext, client: pylxd.Client, image: str) -> Plan:
 
 def build(ctx: StageContext) -> Json:
     """Launch a container (from the imported image or a cached layer), configure, save it."""
-    endpoint = lxd.find_endpoint(ctx.project)
-    client = endpoint.client(timeout=None)
+    endpoint = endpoints.find_endpoint(ctx.project.section("lxd"))
+    client = lxd.open_client(endpoint, timeout=None)
     for name in remove_leftovers(client, ctx.project):
         say(f"configure: removed container {name} left by an earlier run")
     image = str(json.loads(ctx.input("import", "image").read_text())["fingerprint"])
@@ -342,7 +347,7 @@ def build(ctx: StageContext) -> Json:
 
 def clean_external(project: Project) -> None:
     """Remove every configure container (and its profiles) and layer of `project`."""
-    client = lxd.connect(project)
+    client = lxd.connect(project.section("lxd"))
     for name in lxd.containers_with_prefix(client, container_prefix(project)):
         lxd.remove_container(client, name)
         lxd.delete_profiles(client, name)

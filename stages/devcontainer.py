@@ -25,7 +25,8 @@ from edibuild.errors import ConfigError, StageFailed
 from edibuild.fsutil import sha256_file
 from edibuild.lazy import lazy_import
 from edibuild.lxd import names as lxdnames
-from edibuild.lxd import probe as lxdprobe
+from edibuild.lxd import probe
+from edibuild.lxd.errors import Unreachable
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
@@ -78,7 +79,7 @@ def _config(project: Project) -> Json:
 
 def build(ctx: StageContext) -> Json:
     """Import the configured rootfs as an image and (re)launch the dev container from it."""
-    client = lxd.find_endpoint(ctx.project).client(timeout=None)  # uploads take a while
+    client = lxd.connect(ctx.project.section("lxd"), timeout=None)  # uploads take a while
     wanted = settings(ctx.project)
     alias = f"{_image_prefix(ctx.project)}{ctx.key[:12]}"
     tarball = ctx.input("configure", "container")
@@ -142,21 +143,15 @@ def _drop_old_images(client: Any, keep: str, project: Project) -> None:
 
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the dev container still exists."""
-    local = lxdprobe.exists(project, f"/1.0/instances/{info.get('name', '')}")
-    if local is not None:
-        return local
-    try:
-        client = lxd.connect(project)
-        return bool(client.instances.exists(str(info.get("name", ""))))
-    except Exception:
-        return False
+    return probe.instance_exists(project.section("lxd"), str(info.get("name", "")))
 
 
 def clean_external(project: Project) -> None:
-    """Remove the project's dev container and its images."""
+    """Remove the project's dev container and its images (nothing to do without LXD)."""
     try:
-        client = lxd.connect(project)
-    except StageFailed:
+        client = lxd.connect(project.section("lxd"))
+    except Unreachable as exc:
+        print(f"container:{project.name} - nothing removed: {exc.message}")
         return
     name = settings(project)["name"]
     if _ours(client, name, project):

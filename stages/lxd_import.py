@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from edibuild.lazy import lazy_import
 from edibuild.lxd import names as lxdnames
-from edibuild.lxd import probe as lxdprobe
+from edibuild.lxd import probe
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
@@ -61,7 +61,7 @@ def _properties(ctx: StageContext) -> dict[str, str]:
 
 def build(ctx: StageContext) -> Json:
     """Import the rootfs as an LXD image, or reuse the one imported for this key."""
-    client = lxd.connect(ctx.project)
+    client = lxd.connect(ctx.project.section("lxd"))
     alias = image_alias(ctx.key)
     props = _properties(ctx)
     arch = lxd.lxd_architecture(client, ctx.project.bootstrap.architecture)
@@ -100,20 +100,12 @@ def _delete_if_orphan(client: pylxd.Client, fingerprint: str) -> None:
 
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the image this stage imported is still in LXD."""
-    fingerprint = str(info.get("fingerprint", ""))
-    local = lxdprobe.exists(project, f"/1.0/images/{fingerprint}") if fingerprint else False
-    if local is not None:
-        return local
-    try:
-        client = lxd.connect(project)
-        return lxd.image_exists(client, str(info.get("fingerprint", "")))
-    except Exception:
-        return False
+    return probe.image_exists(project.section("lxd"), str(info.get("fingerprint", "")))
 
 
 def clean_external(project: Project) -> None:
     """Delete the LXD image the project uses, unless another project uses it too."""
-    client = lxd.connect(project)
+    client = lxd.connect(project.section("lxd"))
     name = project_alias(project)
     image = lxd.image_by_alias(client, name)
     if image is not None:

@@ -1,17 +1,12 @@
-"""LXD backend over pylxd: find the daemon, import images, run containers, export them.
+"""LXD backend over pylxd: import images, run containers, export them.
 
-The daemon is found where users have it (in this order): a remote endpoint from the
-project (`lxd: {remote: https://..., cert: ..., key: ..., verify: ...}`) or from
-`EDIBUILD_LXD_REMOTE` (with `EDIBUILD_LXD_CERT`, `EDIBUILD_LXD_KEY`,
-`EDIBUILD_LXD_VERIFY`), then the unix socket under `LXD_DIR`, Debian's
-`/var/lib/lxd`, the snap's `/var/snap/lxd/common/lxd` and Incus' `/var/lib/incus`.
+The daemon is found by edibuild.lxd.endpoints.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 import tarfile
 import threading
 import time
@@ -26,9 +21,9 @@ from pylxd.exceptions import LXDAPIException as LXDAPIException
 from pylxd.exceptions import NotFound as NotFound
 
 from edibuild.errors import StageFailed
+from edibuild.lxd.endpoints import Endpoint, find_endpoint
 from edibuild.lxd.names import PREFIX as PREFIX
 from edibuild.lxd.names import safe_name as safe_name
-from edibuild.project import Json, Project
 
 # Debian architecture -> LXD architecture name.
 ARCHITECTURES: Mapping[str, str] = {
@@ -41,96 +36,23 @@ ARCHITECTURES: Mapping[str, str] = {
     "s390x": "s390x",
     "riscv64": "riscv64",
 }
-SOCKETS: tuple[str, ...] = (
-    "/var/lib/lxd/unix.socket",
-    "/var/snap/lxd/common/lxd/unix.socket",
-    "/var/lib/incus/unix.socket",
-)
-INSTALL_HINT = (
-    "install LXD (Debian: `apt-get install lxd lxd-client`; elsewhere `snap install lxd`, "
-    "or Incus), start it (`lxd --group root &` then `lxd waitready`, or your init system) "
-    "and initialise it once with `lxd init` (a storage pool named default); or point "
-    "EDIBUILD_LXD_REMOTE / the project's `lxd: {remote: ...}` at a remote LXD"
-)
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the LXD API answers: a unix socket path or an https URL (with client cert)."""
-
-    url: str
-    cert: tuple[str, str] | None = None
-    verify: bool | str = True
-
-    @property
-    def is_local(self) -> bool:
-        """True for a unix socket on this machine (proxy devices reach our loopback)."""
-        return self.url.startswith("/")
-
-    def client(self, timeout: float | None = 30) -> pylxd.Client:
-        """Open a pylxd client for this endpoint."""
-        return pylxd.Client(endpoint=self.url, cert=self.cert, verify=self.verify, timeout=timeout)
-
-    def as_json(self) -> dict[str, Json]:
-        """Plain data to hand to another process (the Ansible connection plugin)."""
-        return {
-            "url": self.url,
-            "cert": list(self.cert) if self.cert else None,
-            "verify": self.verify,
-        }
+def open_client(endpoint: Endpoint, timeout: float | None = 30) -> pylxd.Client:
+    """Open a pylxd client for `endpoint`."""
+    return pylxd.Client(
+        endpoint=endpoint.url, cert=endpoint.cert, verify=endpoint.verify, timeout=timeout
+    )
 
 
-def _remote_endpoint(project: Project | None, env: Mapping[str, str]) -> Endpoint | None:
-    section = (project.section("lxd") if project is not None else None) or {}
-    url = section.get("remote") or env.get("EDIBUILD_LXD_REMOTE")
-    if not url:
-        return None
-    cert = section.get("cert") or env.get("EDIBUILD_LXD_CERT")
-    key = section.get("key") or env.get("EDIBUILD_LXD_KEY")
-    verify: bool | str = section.get("verify", env.get("EDIBUILD_LXD_VERIFY", True))
-    if isinstance(verify, str) and verify.lower() in ("0", "false", "no"):
-        verify = False
-    return Endpoint(str(url), (str(cert), str(key)) if cert and key else None, verify)
-
-
-def candidates(
-    project: Project | None = None, env: Mapping[str, str] | None = None
-) -> list[Endpoint]:
-    """Return the endpoints to try, most specific first."""
-    env = os.environ if env is None else env
-    found: list[Endpoint] = []
-    remote = _remote_endpoint(project, env)
-    if remote is not None:
-        return [remote]
-    if env.get("LXD_DIR"):
-        found.append(Endpoint(os.path.join(env["LXD_DIR"], "unix.socket")))
-    found.extend(Endpoint(path) for path in SOCKETS if os.path.exists(path))
-    return found
-
-
-def _answers(endpoint: Endpoint) -> bool:
-    if endpoint.is_local and not os.path.exists(endpoint.url):
-        return False
-    try:
-        client = endpoint.client(timeout=10)
-        return bool(client.host_info.get("environment"))
-    except Exception:  # any failure means "not this one"
-        return False
-
-
-def find_endpoint(project: Project | None = None, env: Mapping[str, str] | None = None) -> Endpoint:
-    """Return the first LXD endpoint that answers, or raise StageFailed with a hint."""
-    tried = candidates(project, env)
-    for endpoint in tried:
-        if _answers(endpoint):
-            return endpoint
-    names = ", ".join(e.url for e in tried) or "no socket exists"
-    raise StageFailed(f"no LXD daemon answers (tried: {names})", hint=INSTALL_HINT)
-
-
-def connect(project: Project | None = None) -> pylxd.Client:
+def connect(
+    settings: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = 30,
+    env: Mapping[str, str] | None = None,
+) -> pylxd.Client:
     """Return a client for the LXD daemon the project uses (see `find_endpoint`)."""
-    return find_endpoint(project).client()
+    return open_client(find_endpoint(settings, env), timeout)
 
 
 def lxd_architecture(client: pylxd.Client, debian_arch: str) -> str:

@@ -20,6 +20,7 @@ import pytest
 
 from edibuild.errors import StageFailed
 from edibuild.lxd import client as lxd
+from edibuild.lxd.errors import BackendError
 from edibuild.project import Bootstrap, Node, Project
 from edibuild.stage import Stage, StageContext
 from stages import configure, export, lxd_import
@@ -51,7 +52,7 @@ def client() -> Any:
         pass
     try:
         return lxd.connect()
-    except StageFailed as exc:
+    except BackendError as exc:
         require(False, f"an LXD daemon ({exc})")
 
 

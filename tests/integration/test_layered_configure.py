@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from edibuild.errors import StageFailed
 from edibuild.lxd import client as lxd
+from edibuild.lxd.errors import BackendError
 from tests.conftest import require, require_root, require_tool
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def client() -> Any:
     require_tool("mmdebstrap", "lxc", "zstd")
     try:
         return lxd.connect()
-    except StageFailed as exc:
+    except BackendError as exc:
         require(False, f"an LXD daemon ({exc})")
 
 

@@ -29,50 +29,6 @@ def project(sections: dict[str, object]) -> Project:
     )
 
 
-def test_lxd_dir_comes_first(tmp_path: Path) -> None:
-    """LXD_DIR's socket is tried before the well-known sockets."""
-    found = lxd.candidates(None, {"LXD_DIR": str(tmp_path)})
-    assert found[0] == lxd.Endpoint(str(tmp_path / "unix.socket"))
-
-
-def test_remote_from_project_wins_over_environment() -> None:
-    """A project's remote (with client cert) is the only candidate."""
-    proj = project(
-        {
-            "lxd": {
-                "remote": "https://lxd.example:8443",
-                "cert": "c.crt",
-                "key": "c.key",
-                "verify": False,
-            }
-        }
-    )
-    found = lxd.candidates(proj, {"EDIBUILD_LXD_REMOTE": "https://other:8443"})
-    assert found == [lxd.Endpoint("https://lxd.example:8443", ("c.crt", "c.key"), False)]
-    assert not found[0].is_local
-
-
-def test_remote_from_environment() -> None:
-    """EDIBUILD_LXD_REMOTE and its certificate variables are honoured."""
-    env = {
-        "EDIBUILD_LXD_REMOTE": "https://r:8443",
-        "EDIBUILD_LXD_CERT": "a",
-        "EDIBUILD_LXD_KEY": "b",
-        "EDIBUILD_LXD_VERIFY": "no",
-    }
-    assert lxd.candidates(project({}), env) == [lxd.Endpoint("https://r:8443", ("a", "b"), False)]
-
-
-def test_no_daemon_gives_install_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """When nothing answers, the error says how to install, start and initialise LXD."""
-    monkeypatch.setattr(lxd, "SOCKETS", ())
-    with pytest.raises(StageFailed) as caught:
-        lxd.find_endpoint(None, {"LXD_DIR": str(tmp_path)})
-    text = str(caught.value)
-    assert "no LXD daemon answers" in text and str(tmp_path) in text
-    assert "apt-get install lxd" in text and "lxd init" in text
-
-
 def test_metadata_tarball_is_reproducible() -> None:
     """The metadata tarball holds metadata.yaml and is byte-identical for equal input."""
     props = {"os": "debian", "release": "bookworm"}
