@@ -31,11 +31,11 @@ from pylxd.exceptions import LXDAPIException
 from edibuild.errors import ConfigError
 from edibuild.fsutil import digest_json, sha256_file
 from edibuild.lxd import client as lxd
+from edibuild.lxd import names
 from edibuild.project import Json, Node, Project
 
 # Bump when what a layer holds changes meaning (invalidates every cached layer).
 LAYER_FORMAT = 1
-ALIAS_PREFIX = f"{lxd.PREFIX}layer-"
 # Layers of a project kept besides those of the chain the last build used or made.
 SPARE = 2
 COMPRESSION = "zstd"
@@ -113,13 +113,12 @@ def layer_keys(
 
 def alias(project: Project, key: str) -> str:
     """The LXD image alias of the project's layer with key `key`."""
-    return f"{ALIAS_PREFIX}{lxd.safe_name(project.name)[:30]}-{key[:16]}"
+    return names.layer_alias(project.name, key)
 
 
 def alias_pattern(project: Project) -> re.Pattern[str]:
     """Matches exactly the aliases of this project's layers (not of `<project>-x`)."""
-    name = re.escape(lxd.safe_name(project.name)[:30])
-    return re.compile(rf"^{re.escape(ALIAS_PREFIX)}{name}-[0-9a-f]{{16}}$")
+    return names.layer_pattern(project.name)
 
 
 @dataclass

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import secrets
-import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +34,7 @@ import yaml
 from edibuild.engine import source_date_epoch
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.lazy import lazy_import
-from edibuild.lxd import endpoints
-from edibuild.lxd import names as lxdnames
+from edibuild.lxd import endpoints, names
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext, Tool
@@ -57,44 +53,34 @@ else:  # loaded when a build needs them, not at every doit start
     playbook = lazy_import("edibuild.ansible.playbook")
 
 REPO = Path(__file__).resolve().parent.parent
-OWNER_KEY = "user.edibuild.owner"
 
 
 def container_prefix(project: Project) -> str:
     """Return the name prefix of this project's configure containers."""
-    return f"{lxdnames.PREFIX}{lxdnames.safe_name(project.name)[:30]}-configure-"
+    return names.configure_prefix(project.name)
 
 
-def container_name(project: Project, key: str) -> str:
-    """Return a fresh container name: prefix, short key and a random suffix."""
-    return f"{container_prefix(project)}{key[:8]}-{secrets.token_hex(2)}"
+def _containers(client: pylxd.Client, project: Project) -> Iterator[tuple[str, Mapping[str, str]]]:
+    """The project's configure containers and their config (by label, or by name prefix)."""
+    prefix = container_prefix(project)
+    for name in lxd.containers_with_prefix(client, prefix):
+        config = client.instances.get(name).config
+        if names.belongs_to(config, project.name, name, prefix):
+            yield name, config
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_gone(owner: str) -> bool:
-    host, _, pid = owner.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return not owner  # another machine's build: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return int(pid) == os.getpid()
+def _remove(client: pylxd.Client, name: str) -> None:
+    """Remove a configure container and the profiles made for it."""
+    lxd.remove_container(client, name)
+    lxd.delete_profiles(client, f"{name}-")
 
 
 def remove_leftovers(client: pylxd.Client, project: Project) -> list[str]:
     """Remove containers of earlier configure runs of `project` whose process is gone."""
     removed = []
-    for name in lxd.containers_with_prefix(client, container_prefix(project)):
-        owner = client.instances.get(name).config.get(OWNER_KEY, "")
-        if _owner_gone(owner):
-            lxd.remove_container(client, name)
-            lxd.delete_profiles(client, name)
+    for name, config in list(_containers(client, project)):
+        if names.mark_gone(config.get(names.OWNER_LABEL, "")):
+            _remove(client, name)
             removed.append(name)
     return removed
 
@@ -151,7 +137,7 @@ def bootstrap_vars(project: Project) -> dict[str, Json]:
 
 def create_profiles(client: pylxd.Client, project: Project, name: str) -> list[str]:
     """Create one LXD profile per profile plugin (Jinja2-rendered YAML); return their names."""
-    names = []
+    made = []
     for node in project.lxd_profiles:
         variables = {**project.parameters, **node.parameters, **bootstrap_vars(project)}
         try:
@@ -161,10 +147,10 @@ def create_profiles(client: pylxd.Client, project: Project, name: str) -> list[s
             raise ConfigError(
                 f"LXD profile {node.key}: {exc}", location=project.where("lxd_profiles", node.key)
             ) from exc
-        profile = f"{name}-{lxdnames.safe_name(node.key)}"
-        lxd.create_profile(client, profile, spec)
-        names.append(profile)
-    return names
+        profile = names.profile(name, node.key)
+        lxd.create_profile(client, profile, spec, names.labels(project.name))
+        made.append(profile)
+    return made
 
 
 def proxy_hosts(project: Project) -> list[str]:
@@ -281,7 +267,10 @@ def _launch(
 ) -> lxd.Container:
     """Launch the container from the plan's layer, or from the imported image."""
     profiles = ["default", *create_profiles(client, ctx.project, name)]
-    config = {OWNER_KEY: _owner(), **container_environment(ctx.source_date_epoch)}
+    config = {
+        **names.labels(ctx.project.name, transient=True),
+        **container_environment(ctx.source_date_epoch),
+    }
     if plan.start:
         after = ctx.project.playbooks[plan.start - 1].key
         say(f"configure: launching container {name} from the cached state after {after}")
@@ -315,11 +304,10 @@ def build(ctx: StageContext) -> Json:
         say(f"configure: removed container {name} left by an earlier run")
     image = str(json.loads(ctx.input("import", "image").read_text())["fingerprint"])
     plan = make_plan(ctx, client, image)
-    name = container_name(ctx.project, ctx.key)
+    name = names.configure_container(ctx.project.name, ctx.key)
     published = ctx.scratch("published.tar")
     with contextlib.ExitStack() as stack:
-        stack.callback(lxd.delete_profiles, client, name)
-        stack.callback(lxd.remove_container, client, name)
+        stack.callback(_remove, client, name)
         network = stack.enter_context(network_for(client, endpoint, ctx.project))
         with ctx.phase("launch"):
             box = _launch(ctx, client, name, plan, image, network)
@@ -348,9 +336,8 @@ def build(ctx: StageContext) -> Json:
 def clean_external(project: Project) -> None:
     """Remove every configure container (and its profiles) and layer of `project`."""
     client = lxd.connect(project.section("lxd"))
-    for name in lxd.containers_with_prefix(client, container_prefix(project)):
-        lxd.remove_container(client, name)
-        lxd.delete_profiles(client, name)
+    for name, _ in list(_containers(client, project)):
+        _remove(client, name)
     for alias in layers.remove_all(client, project):
         print(f"configure:{project.name} - removed LXD image {alias}")
 

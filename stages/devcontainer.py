@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.fsutil import sha256_file
 from edibuild.lazy import lazy_import
-from edibuild.lxd import names as lxdnames
-from edibuild.lxd import probe
+from edibuild.lxd import names, probe
 from edibuild.lxd.errors import Unreachable
 from edibuild.project import Json, Project
 from edibuild.run import say
@@ -36,9 +35,7 @@ if TYPE_CHECKING:
 else:
     lxd = lazy_import("edibuild.lxd.client")
 
-IMAGE_PREFIX = "edibuild-dev-"
 KEYS = ("name", "share")
-OWNER_KEY = "user.edibuild.project"
 
 
 def settings(project: Project) -> dict[str, Any]:
@@ -52,7 +49,7 @@ def settings(project: Project) -> dict[str, Any]:
             key=f"container.{unknown[0]}",
             hint=f"known keys: {', '.join(KEYS)}",
         )
-    name = str(raw.get("name") or f"edibuild-dev-{lxdnames.safe_name(project.name)}")
+    name = str(raw.get("name") or names.dev_container(project.name))
     share = raw.get("share")
     if share is not None and not (
         isinstance(share, dict)
@@ -81,7 +78,7 @@ def build(ctx: StageContext) -> Json:
     """Import the configured rootfs as an image and (re)launch the dev container from it."""
     client = lxd.connect(ctx.project.section("lxd"), timeout=None)  # uploads take a while
     wanted = settings(ctx.project)
-    alias = f"{_image_prefix(ctx.project)}{ctx.key[:12]}"
+    alias = names.dev_image_alias(ctx.project.name, ctx.key)
     tarball = ctx.input("configure", "container")
     fingerprint = sha256_file(tarball)  # LXD names a unified image by its file's sha256
     if not client.images.exists(fingerprint):
@@ -107,7 +104,7 @@ def build(ctx: StageContext) -> Json:
         image.fingerprint,
         ["default"],
         devices,
-        {"user.edibuild.project": ctx.project.name},
+        names.labels(ctx.project.name),
     )
     _drop_old_images(client, keep=str(image.fingerprint), project=ctx.project)
     record = {"name": box.name, "fingerprint": str(image.fingerprint)}
@@ -121,8 +118,7 @@ def _ours(client: Any, name: str, project: Project) -> bool:
     a container of the same name that edibuild did not make is never touched."""
     if not client.instances.exists(name):
         return False
-    owner = client.instances.get(name).config.get(OWNER_KEY)
-    if owner != project.name:
+    if not names.belongs_to(client.instances.get(name).config, project.name):
         raise StageFailed(
             f"an LXD container named {name} exists and edibuild did not make it for {project.name}",
             hint="set another `container: {name: ...}` in the project, or remove that container",
@@ -130,14 +126,11 @@ def _ours(client: Any, name: str, project: Project) -> bool:
     return True
 
 
-def _image_prefix(project: Project) -> str:
-    return f"{IMAGE_PREFIX}{lxdnames.safe_name(project.name)}-"
-
-
 def _drop_old_images(client: Any, keep: str, project: Project) -> None:
     """Delete the project's earlier dev-container images (never anything else)."""
-    for image in lxd.images_with_prefix(client, _image_prefix(project)):
-        if image.fingerprint != keep:
+    pattern = names.dev_image_pattern(project.name)
+    for image in client.images.all():
+        if image.fingerprint != keep and any(pattern.match(a["name"]) for a in image.aliases):
             lxd.delete_image(client, image.fingerprint)
 
 

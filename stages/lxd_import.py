@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from edibuild.lazy import lazy_import
-from edibuild.lxd import names as lxdnames
-from edibuild.lxd import probe
+from edibuild.lxd import names, probe
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
@@ -27,17 +26,15 @@ if TYPE_CHECKING:
 else:
     lxd = lazy_import("edibuild.lxd.client")
 
-PROJECT_ALIAS = "edibuild-project-"
-
 
 def image_alias(key: str) -> str:
     """Return the LXD alias of the image imported for stage key `key`."""
-    return f"{lxdnames.PREFIX}{key[:16]}"
+    return names.image_alias(key)
 
 
 def project_alias(project: Project) -> str:
     """Return the alias that marks the image `project` currently uses."""
-    return f"{PROJECT_ALIAS}{project.name}"
+    return names.project_alias(project.name)
 
 
 def _outputs(project: Project) -> Mapping[str, str]:
@@ -94,7 +91,7 @@ def _mark_project_image(client: pylxd.Client, project: Project, fingerprint: str
 
 def _delete_if_orphan(client: pylxd.Client, fingerprint: str) -> None:
     image: Any = client.images.get(fingerprint)
-    if not any(a["name"].startswith(PROJECT_ALIAS) for a in image.aliases):
+    if not any(a["name"].startswith(names.PROJECT_ALIAS) for a in image.aliases):
         lxd.delete_image(client, fingerprint)
 
 

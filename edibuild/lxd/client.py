@@ -22,8 +22,6 @@ from pylxd.exceptions import NotFound as NotFound
 
 from edibuild.errors import StageFailed
 from edibuild.lxd.endpoints import Endpoint, find_endpoint
-from edibuild.lxd.names import PREFIX as PREFIX
-from edibuild.lxd.names import safe_name as safe_name
 
 # Debian architecture -> LXD architecture name.
 ARCHITECTURES: Mapping[str, str] = {
@@ -112,13 +110,6 @@ def delete_image(client: pylxd.Client, fingerprint: str) -> None:
     """Delete an image if it is still there."""
     with contextlib.suppress(NotFound):
         client.images.get(fingerprint).delete(wait=True)
-
-
-def images_with_prefix(client: pylxd.Client, prefix: str) -> list[Any]:
-    """Return images that have an alias starting with `prefix`."""
-    return [
-        img for img in client.images.all() if any(a["name"].startswith(prefix) for a in img.aliases)
-    ]
 
 
 def _quiet_websocket_manager(args: threading.ExceptHookArgs) -> None:
@@ -294,7 +285,9 @@ def removed_afterwards(client: pylxd.Client, name: str) -> Iterator[None]:
         remove_container(client, name)
 
 
-def create_profile(client: pylxd.Client, name: str, spec: Mapping[str, Any]) -> None:
+def create_profile(
+    client: pylxd.Client, name: str, spec: Mapping[str, Any], labels: Mapping[str, str]
+) -> None:
     """Create LXD profile `name` from a profile document (config, devices, description)."""
     unknown = set(spec) - {"config", "devices", "description", "name"}
     if unknown:
@@ -304,7 +297,7 @@ def create_profile(client: pylxd.Client, name: str, spec: Mapping[str, Any]) -> 
         )
     client.profiles.create(
         name,
-        config=dict(spec.get("config") or {}),
+        config={**dict(spec.get("config") or {}), **labels},
         devices=dict(spec.get("devices") or {}),
         description=str(spec.get("description") or ""),
     )
