@@ -55,9 +55,9 @@ def _exists(
         return local
     from edibuild.lxd import client  # a remote daemon: pylxd speaks https with a client cert
 
-    connection = client.connect(settings, env=env)
-    manager = connection.images if kind == "images" else connection.instances
-    return bool(manager.exists(name))
+    backend = client.connect(settings, env=env)
+    found = backend.image(name) if kind == "images" else backend.instance(name)
+    return found is not None
 
 
 def image_exists(
