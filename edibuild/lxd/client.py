@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pylxd
+import requests
 from pylxd import exceptions
 
 from edibuild.errors import StageFailed
@@ -57,7 +58,7 @@ def open_endpoint(endpoint: Endpoint, timeout: float | None = 30) -> LxdBackend:
             timeout=timeout,
             session=session,
         )
-    except exceptions.ClientConnectionFailed as exc:
+    except (exceptions.ClientConnectionFailed, requests.exceptions.RequestException) as exc:
         raise Unreachable(f"cannot reach LXD at {endpoint.url}: {exc}", hint=hint) from exc
     if client.host_info.get("auth") != "trusted":
         raise Unreachable(
