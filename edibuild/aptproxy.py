@@ -59,10 +59,9 @@ BLOCKED = tuple(
 )
 
 
-def cache_root(repo: Path) -> Path:
-    """Return the proxy's cache directory: $EDIBUILD_CACHE/apt-proxy (or .edibuild/cache)."""
-    base = os.environ.get("EDIBUILD_CACHE") or str(repo / ".edibuild" / "cache")
-    return Path(base) / "apt-proxy"
+def cache_root(cache_dir: Path) -> Path:
+    """Return the proxy's cache directory inside the workspace's cache (`apt-proxy/`)."""
+    return cache_dir / "apt-proxy"
 
 
 def blocked(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -51,12 +51,17 @@ def run_stage(session: Session, project: Project, stage: Stage) -> TaskFailed | 
 
 
 def outputs_intact(session: Session, project: Project, stage: Stage) -> bool:
-    """Up-to-date probe: the outputs are present and any external state still exists."""
+    """Up-to-date probe: the outputs are present and any external state still exists.
+
+    When the external state cannot be checked (LXD unreachable, say) the task runs, and
+    its run stops with that error before it touches anything (doit would show a
+    traceback for an error raised here).
+    """
     arts = session.artifacts(project)
     if not arts.intact(stage.name):
         return False
     manifest = read_json(arts.manifest(stage.name)) or {}
-    return bool(stage.intact(project, manifest.get("info") or {}))
+    return not explain.external_state(project, stage, manifest.get("info") or {})
 
 
 def _upstream_paths(
@@ -80,11 +85,14 @@ def _run(session: Session, project: Project, stage: Stage) -> None:
     arts = session.artifacts(project)
     paths, infos = _upstream_paths(project, stage, arts)
     inputs = session.inputs(project, stage, session.installed_upstream(project, stage))
+    manifest = read_json(arts.manifest(stage.name))
+    intact = arts.intact(stage.name)
+    info = manifest.get("info") if isinstance(manifest, dict) else None
     why = explain.reasons(
-        read_json(arts.manifest(stage.name)),
+        manifest,
         inputs,
-        outputs_intact=arts.intact(stage.name),
-        external_intact=outputs_intact(session, project, stage),
+        outputs_intact=intact,
+        external=explain.external_state(project, stage, info or {}) if intact else (),
     )
     say(f"{stage.name}:{project.name}: runs because {'; '.join(why) or RERUN_BY_DOIT}")
     started = time.monotonic()

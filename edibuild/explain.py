@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edibuild.errors import EdibuildError
 from edibuild.fsutil import read_json
 from edibuild.inputs import Digests, StageInputs
 from edibuild.project import Json, Project
@@ -66,25 +67,37 @@ def plugin_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     return found
 
 
+def external_state(project: Project, stage: Stage, info: Mapping[str, Json]) -> list[str]:
+    """[] while the external state the outputs stand for exists; else why not (or why unknown)."""
+    try:
+        if stage.intact(project, info):
+            return []
+    except EdibuildError as exc:  # LXD unreachable, say: a run stops with this error
+        return [f"its external state cannot be checked: {exc.message}"]
+    return ["external state it stands for is gone (see the stage's docs)"]
+
+
 def reasons(
     manifest: Any,
     inputs: StageInputs,
     *,
     outputs_intact: bool,
-    external_intact: bool,
+    external: Iterable[str] = (),
     runs_first: Iterable[str] = (),
 ) -> list[str]:
     """Why a stage must run; empty when its installed outputs were built from `inputs`.
 
-    `inputs.upstream` may lack the stages in `runs_first`, whose outputs are not known yet.
+    `external` says what is wrong with the state outside the artifacts (see
+    `external_state`); `inputs.upstream` may lack the stages in `runs_first`, whose
+    outputs are not known yet.
     """
     if not isinstance(manifest, dict):
         return [NOT_BUILT]
     found: list[str] = []
     if not outputs_intact:
         found.append("an output file is missing or was changed in place")
-    elif not external_intact:
-        found.append("external state it stands for is gone (see the stage's docs)")
+    else:
+        found += external
     if manifest.get("code_version") != inputs.code:
         found.append(f"the code of the {inputs.stage} stage changed")
     found += [f"configuration: {c}" for c in config_changes(manifest.get("config"), inputs.config)]
@@ -145,14 +158,14 @@ def plan(
             manifest,
             inputs,
             outputs_intact=intact,
-            external_intact=intact and bool(stage.intact(project, info or {})),
+            external=external_state(project, stage, info or {}) if intact else (),
             runs_first=runs_first,
         )
         if not why:
             known[stage.name] = {n: o.sha256 for n, o in (arts.outputs(stage.name) or {}).items()}
             continue
         entry = None if runs_first else cache.peek(stage.name, inputs.key)
-        if entry is not None and not stage.intact(project, entry.info or {}):
+        if entry is not None and external_state(project, stage, entry.info or {}):
             entry = None
         if entry is None:
             unknown.add(stage.name)

@@ -8,34 +8,31 @@ states 3..5 only, and configure restarts from the image of state 2; editing play
 the profiles, the parameters or the bootstrap changes every key (a run from scratch).
 
 A layer is an LXD image published from the stopped container, zstd-compressed, aliased
-`edibuild-layer-<project>-<key16>`. The state after the last playbook is never
-published (it is the stage's output anyway). Per project, the layers of the current
-chain plus the `SPARE` most recently used others are kept; `remove_all` (from configure's
-`clean_external`) removes every layer of the project. No other LXD image is touched:
-only aliases matching the project's exact pattern count as its layers.
+`edibuild-layer-<project>-<key16>` (see edibuild/lxd/names.py). The state after the
+last playbook is never published (it is the stage's output anyway). Per project, the
+layers of the current chain plus the `SPARE` most recently used others are kept;
+`remove_all` (from configure's `clean_external`) removes every layer of the project. No
+other LXD image is touched: only aliases matching the project's exact pattern count as
+its layers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import pylxd
-from pylxd.exceptions import LXDAPIException
-
-from edibuild import lxd
 from edibuild.errors import ConfigError
 from edibuild.fsutil import digest_json, sha256_file
+from edibuild.lxd import names
+from edibuild.lxd.errors import Refused
+from edibuild.lxd.protocol import ContainerBackend, Image, Instance
 from edibuild.project import Json, Node, Project
 
 # Bump when what a layer holds changes meaning (invalidates every cached layer).
 LAYER_FORMAT = 1
-ALIAS_PREFIX = f"{lxd.PREFIX}layer-"
 # Layers of a project kept besides those of the chain the last build used or made.
 SPARE = 2
 COMPRESSION = "zstd"
@@ -113,13 +110,12 @@ def layer_keys(
 
 def alias(project: Project, key: str) -> str:
     """The LXD image alias of the project's layer with key `key`."""
-    return f"{ALIAS_PREFIX}{lxd.safe_name(project.name)[:30]}-{key[:16]}"
+    return names.layer_alias(project.name, key)
 
 
 def alias_pattern(project: Project) -> re.Pattern[str]:
     """Matches exactly the aliases of this project's layers (not of `<project>-x`)."""
-    name = re.escape(lxd.safe_name(project.name)[:30])
-    return re.compile(rf"^{re.escape(ALIAS_PREFIX)}{name}-[0-9a-f]{{16}}$")
+    return names.layer_pattern(project.name)
 
 
 @dataclass
@@ -149,79 +145,74 @@ class Plan:
 
 
 def plan(
-    client: pylxd.Client, project: Project, keys: Sequence[str], image: str, use: bool
+    backend: ContainerBackend, project: Project, keys: Sequence[str], image: str, use: bool
 ) -> Plan:
     """Find the longest cached prefix of layers: launch from it, run the rest."""
     result = Plan(tuple(keys), 0, image, use)
     if not use:
         return result
     for index in range(len(keys) - 2, -1, -1):
-        found = lxd.image_by_alias(client, alias(project, keys[index]))
+        found = backend.image_by_alias(alias(project, keys[index]))
         if found is not None:
-            result.start, result.source = index + 1, str(found.fingerprint)
+            result.start, result.source = index + 1, found.fingerprint
             break
     return result
 
 
-def publish(box: lxd.Container, project: Project, key: str, after: str) -> dict[str, Json]:
+def publish(
+    backend: ContainerBackend, box: Instance, project: Project, key: str, after: str
+) -> dict[str, Json]:
     """Publish the stopped container as the layer `key` (the state after `after`)."""
     name = alias(project, key)
     started = time.monotonic()
-    image: Any = box.instance.publish(wait=True, compression_algorithm=COMPRESSION)
-    fingerprint = str(image.fingerprint)
     description = f"edibuild {project.name}: configure state after {after} (key {key[:16]})"
-    with contextlib.suppress(LXDAPIException):  # only what `lxc image list` shows
-        image.properties = {**dict(image.properties or {}), "description": description}
-        image.save(wait=True)
+    fingerprint = box.publish(compression=COMPRESSION, description=description)
     try:
-        image.add_alias(name, description)
-    except LXDAPIException:
+        backend.add_alias(fingerprint, name, description)
+    except Refused:
         # Another build published the same layer meanwhile: keep theirs.
-        lxd.delete_image(box.client, fingerprint)
-        existing = lxd.image_by_alias(box.client, name)
-        fingerprint = str(existing.fingerprint) if existing is not None else ""
+        backend.delete_image(fingerprint)
+        existing = backend.image_by_alias(name)
+        fingerprint = existing.fingerprint if existing is not None else ""
     seconds = round(time.monotonic() - started, 2)
     return {"after": after, "alias": name, "fingerprint": fingerprint, "seconds": seconds}
 
 
-def project_layers(client: pylxd.Client, project: Project) -> list[tuple[str, Any]]:
+def project_layers(backend: ContainerBackend, project: Project) -> list[tuple[str, Image]]:
     """The project's layer images as (alias, image), most recently used first."""
     pattern = alias_pattern(project)
-    found = []
-    for image in client.images.all():
-        for entry in image.aliases:
-            if pattern.match(entry["name"]):
-                found.append((str(entry["name"]), image))
+    found = [
+        (name, image) for image in backend.images() for name in image.aliases if pattern.match(name)
+    ]
     found.sort(key=lambda pair: _recency(pair[1]), reverse=True)
     return found
 
 
-def _recency(image: Any) -> str:
-    stamps = [str(getattr(image, a, "") or "")[:19] for a in ("uploaded_at", "last_used_at")]
-    return max(stamps)
+def _recency(image: Image) -> str:
+    return max(image.uploaded_at[:19], image.last_used_at[:19])
 
 
-def prune(client: pylxd.Client, project: Project, keep: Sequence[str]) -> list[str]:
+def prune(backend: ContainerBackend, project: Project, keep: Sequence[str]) -> list[str]:
     """Delete the project's layers outside `keep` (keys), sparing the SPARE newest."""
     wanted = {alias(project, k) for k in keep}
     spare = SPARE
     removed = []
-    for name, image in project_layers(client, project):
+    for name, image in project_layers(backend, project):
         if name in wanted:
             continue
         if spare > 0:
             spare -= 1
             continue
-        lxd.delete_image(client, str(image.fingerprint))
+        backend.delete_image(image.fingerprint)
         removed.append(name)
     return removed
 
 
-def remove_all(client: pylxd.Client, project: Project) -> list[str]:
+def remove_all(backend: ContainerBackend, project: Project) -> list[str]:
     """Delete every layer image of the project; return their aliases."""
     removed = []
-    for name, image in project_layers(client, project):
-        lxd.delete_image(client, str(image.fingerprint))
+    for name, image in project_layers(backend, project):
+        backend.delete_image(image.fingerprint)
         removed.append(name)
     return removed
 

@@ -22,10 +22,8 @@ state before it was just made or comes from a layer, so both give the same resul
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-import os
-import secrets
-import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,66 +32,57 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import yaml
 
-from edibuild import lxdnames
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.lazy import lazy_import
+from edibuild.lxd import devices, names
+from edibuild.lxd.errors import Refused
+from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
 from edibuild.project import Json, Project
 from edibuild.reproducible import source_date_epoch
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext, Tool
+from edibuild.workspace import Workspace
 
 if TYPE_CHECKING:
-    import pylxd
-
-    from edibuild import aptproxy, layers, lxd
+    from edibuild import aptproxy, layers
     from edibuild.ansible import playbook
     from edibuild.layers import Plan
+    from edibuild.lxd import client
 else:  # loaded when a build needs them, not at every doit start
     aptproxy = lazy_import("edibuild.aptproxy")
     layers = lazy_import("edibuild.layers")
-    lxd = lazy_import("edibuild.lxd")
+    client = lazy_import("edibuild.lxd.client")
     playbook = lazy_import("edibuild.ansible.playbook")
 
-REPO = Path(__file__).resolve().parent.parent
-OWNER_KEY = "user.edibuild.owner"
 
 
 def container_prefix(project: Project) -> str:
     """Return the name prefix of this project's configure containers."""
-    return f"{lxdnames.PREFIX}{lxdnames.safe_name(project.name)[:30]}-configure-"
+    return names.configure_prefix(project.name)
 
 
-def container_name(project: Project, key: str) -> str:
-    """Return a fresh container name: prefix, short key and a random suffix."""
-    return f"{container_prefix(project)}{key[:8]}-{secrets.token_hex(2)}"
+def _containers(backend: ContainerBackend, project: Project) -> Iterator[Instance]:
+    """The project's configure containers (by label; unlabelled ones by name prefix)."""
+    prefix = container_prefix(project)
+    for name in backend.instance_names(prefix):
+        box = backend.instance(name)
+        if box is not None and names.belongs_to(box.config, project.name, name, prefix):
+            yield box
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def _remove(backend: ContainerBackend, name: str) -> None:
+    """Remove a configure container and the profiles made for it."""
+    backend.remove_instance(name)
+    backend.delete_profiles(f"{name}-")
 
 
-def _owner_gone(owner: str) -> bool:
-    host, _, pid = owner.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return not owner  # another machine's build: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return int(pid) == os.getpid()
-
-
-def remove_leftovers(client: pylxd.Client, project: Project) -> list[str]:
+def remove_leftovers(backend: ContainerBackend, project: Project) -> list[str]:
     """Remove containers of earlier configure runs of `project` whose process is gone."""
     removed = []
-    for name in lxd.containers_with_prefix(client, container_prefix(project)):
-        owner = client.instances.get(name).config.get(OWNER_KEY, "")
-        if _owner_gone(owner):
-            lxd.remove_container(client, name)
-            lxd.delete_profiles(client, name)
-            removed.append(name)
+    for box in list(_containers(backend, project)):
+        if names.mark_gone(box.config.get(names.OWNER_LABEL, "")):
+            _remove(backend, box.name)
+            removed.append(box.name)
     return removed
 
 
@@ -147,9 +136,9 @@ def bootstrap_vars(project: Project) -> dict[str, Json]:
     }
 
 
-def create_profiles(client: pylxd.Client, project: Project, name: str) -> list[str]:
+def create_profiles(backend: ContainerBackend, project: Project, name: str) -> list[str]:
     """Create one LXD profile per profile plugin (Jinja2-rendered YAML); return their names."""
-    names = []
+    made = []
     for node in project.lxd_profiles:
         variables = {**project.parameters, **node.parameters, **bootstrap_vars(project)}
         try:
@@ -159,10 +148,10 @@ def create_profiles(client: pylxd.Client, project: Project, name: str) -> list[s
             raise ConfigError(
                 f"LXD profile {node.key}: {exc}", location=project.where("lxd_profiles", node.key)
             ) from exc
-        profile = f"{name}-{lxdnames.safe_name(node.key)}"
-        lxd.create_profile(client, profile, spec)
-        names.append(profile)
-    return names
+        profile = names.profile(name, node.key)
+        backend.create_profile(profile, spec, names.labels(project.name))
+        made.append(profile)
+    return made
 
 
 def proxy_hosts(project: Project) -> list[str]:
@@ -180,16 +169,16 @@ class Network:
     """How the container reaches the mirror: the LXD network, or the host's apt proxy."""
 
     mode: str
-    devices: dict[str, dict[str, str]] = field(default_factory=dict)
+    devices: Devices = field(default_factory=dict)
     server: Any = None
 
-    def prepare(self, box: lxd.Container) -> None:
+    def prepare(self, box: Instance) -> None:
         """Point apt in the container at the proxy (proxy mode only)."""
         if self.server is not None:
             conf = b'Acquire::http::Proxy "http://127.0.0.1:3142";\n'
-            box.push(APT_PROXY_CONF, conf)
+            box.push(APT_PROXY_CONF, conf, mode=0o644, uid=0, gid=0)
 
-    def unprepare(self, box: lxd.Container) -> None:
+    def unprepare(self, box: Instance) -> None:
         """Remove the proxy setting again, so the image does not carry it."""
         if self.server is not None:
             box.check(["rm", "-f", APT_PROXY_CONF], "removing the apt proxy setting")
@@ -202,7 +191,7 @@ class Network:
         return {"hits": st.hits, "misses": st.misses, "refused": st.refused}
 
 
-def _network_mode(client: pylxd.Client, endpoint: lxd.Endpoint, project: Project) -> str:
+def _network_mode(backend: ContainerBackend, project: Project) -> str:
     wanted = (project.section("lxd") or {}).get("network", "auto")
     if wanted not in ("auto", "default", "proxy"):
         raise ConfigError(
@@ -210,31 +199,29 @@ def _network_mode(client: pylxd.Client, endpoint: lxd.Endpoint, project: Project
             location=project.where("lxd", "network"),
         )
     if wanted == "auto":
-        wanted = "default" if lxd.default_network_works(client) else "proxy"
-    if wanted == "proxy" and not endpoint.is_local:
+        wanted = "default" if backend.default_network_works() else "proxy"
+    if wanted == "proxy" and not backend.endpoint.is_local:
         raise StageFailed(
-            f"the remote LXD at {endpoint.url} has no working network",
+            f"the remote LXD at {backend.endpoint.url} has no working network",
             hint="give its default profile a NIC on a managed bridge",
         )
     return str(wanted)
 
 
 @contextlib.contextmanager
-def network_for(
-    client: pylxd.Client, endpoint: lxd.Endpoint, project: Project
-) -> Iterator[Network]:
+def network_for(backend: ContainerBackend, project: Project) -> Iterator[Network]:
     """Decide the container's network; run the apt proxy for the block if needed."""
-    if _network_mode(client, endpoint, project) == "default":
+    if _network_mode(backend, project) == "default":
         yield Network("default")
         return
-    cache = aptproxy.cache_root(REPO)
+    cache = aptproxy.cache_root(Workspace.from_environment().cache_dir)
     with aptproxy.serving(proxy_hosts(project), cache) as server:
-        device = lxd.proxy_device(aptproxy.port_of(server))
+        device = devices.proxy(aptproxy.port_of(server))
         yield Network("proxy", {"edibuild-apt": device}, server)
 
 
 def _run_playbooks(
-    ctx: StageContext, box: lxd.Container, endpoint: lxd.Endpoint, network: Network, plan: Plan
+    ctx: StageContext, backend: ContainerBackend, box: Instance, network: Network, plan: Plan
 ) -> Json:
     """Run the playbooks the start layer does not cover; save a layer after each but the last."""
     done = []
@@ -245,51 +232,64 @@ def _run_playbooks(
         extra = {**ctx.project.parameters, **node.parameters, **bootstrap_vars(ctx.project)}
         data_dir = ctx.scratch(f"ansible/{index:02d}-{node.key}")
         progress = playbook.run_playbook(
-            node.path, box.name, endpoint.as_json(), extra, data_dir, ctx.log
+            node.path, box.name, backend.endpoint.as_json(), extra, data_dir, ctx.log
         )
         done.append({"key": node.key, "tasks": progress.tasks, "changed": progress.changed})
         if plan.publishes(index):
-            _save_layer(ctx.project, box, network, plan, index)
+            _save_layer(ctx.project, backend, box, network, plan, index)
     return done
 
 
-def _tidy(box: lxd.Container, network: Network) -> None:
+def _tidy(box: Instance, network: Network) -> None:
     """Remove what only the run needs (proxy setting, Ansible's files) before a save."""
     network.unprepare(box)
     box.check(["rm", "-rf", "/root/.ansible"], "removing Ansible's temporary files")
 
 
-def _save_layer(project: Project, box: lxd.Container, network: Network, plan: Plan, i: int) -> None:
+def _save_layer(
+    project: Project,
+    backend: ContainerBackend,
+    box: Instance,
+    network: Network,
+    plan: Plan,
+    i: int,
+) -> None:
     """Stop the container, publish it as the layer after playbook `i`, start it again."""
     after = project.playbooks[i].key
     say(f"configure: saving the state after {after} as a layer")
     _tidy(box, network)
-    lxd.stop(box)
-    plan.made.append(layers.publish(box, project, plan.keys[i], after))
-    lxd.start(box)
+    box.stop()
+    plan.made.append(layers.publish(backend, box, project, plan.keys[i], after))
+    box.start()
     network.prepare(box)
 
 
 def _launch(
-    ctx: StageContext, client: pylxd.Client, name: str, plan: Plan, image: str, net: Network
-) -> lxd.Container:
+    ctx: StageContext, backend: ContainerBackend, name: str, plan: Plan, image: str, net: Network
+) -> Instance:
     """Launch the container from the plan's layer, or from the imported image."""
-    profiles = ["default", *create_profiles(client, ctx.project, name)]
-    config = {OWNER_KEY: _owner(), **container_environment(ctx.source_date_epoch)}
+    profiles = ["default", *create_profiles(backend, ctx.project, name)]
+    config = {
+        **names.labels(ctx.project.name, transient=True),
+        **container_environment(ctx.source_date_epoch),
+    }
+    launch = functools.partial(
+        backend.launch, name, profiles=profiles, devices=net.devices, config=config
+    )
     if plan.start:
         after = ctx.project.playbooks[plan.start - 1].key
         say(f"configure: launching container {name} from the cached state after {after}")
         try:
-            return lxd.launch(client, name, plan.source, profiles, net.devices, config)
-        except lxd.LXDAPIException as exc:  # the layer went away since the lookup
+            return launch(plan.source)
+        except Refused as exc:  # the layer went away since the lookup
             say(f"configure: the layer could not be used ({exc}); starting from scratch")
-            lxd.remove_container(client, name)
+            backend.remove_instance(name)
             plan.start, plan.source = 0, image
     say(f"configure: launching container {name} ({net.mode} network)")
-    return lxd.launch(client, name, image, profiles, net.devices, config)
+    return launch(image)
 
 
-def make_plan(ctx: StageContext, client: pylxd.Client, image: str) -> Plan:
+def make_plan(ctx: StageContext, backend: ContainerBackend, image: str) -> Plan:
     """Compute the layer keys of this run and find the longest cached prefix."""
     project = ctx.project
     shared = [n.path for n in project.lxd_profiles]
@@ -298,35 +298,33 @@ def make_plan(ctx: StageContext, client: pylxd.Client, image: str) -> Plan:
         shared.extend(p for p in keys_dir.rglob("*") if p.is_file())
     common = layers.common_config(_config(project))
     keys = layers.layer_keys(project, image, ctx.stage.code_version, common, shared)
-    return layers.plan(client, project, keys, image, layers.enabled(project))
+    return layers.plan(backend, project, keys, image, layers.enabled(project))
 
 
 def build(ctx: StageContext) -> Json:
     """Launch a container (from the imported image or a cached layer), configure, save it."""
-    endpoint = lxd.find_endpoint(ctx.project)
-    client = endpoint.client(timeout=None)
-    for name in remove_leftovers(client, ctx.project):
+    backend = client.connect(ctx.project.section("lxd"), timeout=None)
+    for name in remove_leftovers(backend, ctx.project):
         say(f"configure: removed container {name} left by an earlier run")
     image = str(json.loads(ctx.input("import", "image").read_text())["fingerprint"])
-    plan = make_plan(ctx, client, image)
-    name = container_name(ctx.project, ctx.key)
+    plan = make_plan(ctx, backend, image)
+    name = names.configure_container(ctx.project.name, ctx.key)
     published = ctx.scratch("published.tar")
     with contextlib.ExitStack() as stack:
-        stack.callback(lxd.delete_profiles, client, name)
-        stack.callback(lxd.remove_container, client, name)
-        network = stack.enter_context(network_for(client, endpoint, ctx.project))
+        stack.callback(_remove, backend, name)
+        network = stack.enter_context(network_for(backend, ctx.project))
         with ctx.phase("launch"):
-            box = _launch(ctx, client, name, plan, image, network)
+            box = _launch(ctx, backend, name, plan, image, network)
             network.prepare(box)
         with ctx.phase("playbooks"):
-            playbooks = _run_playbooks(ctx, box, endpoint, network, plan)
+            playbooks = _run_playbooks(ctx, backend, box, network, plan)
         with ctx.phase("stop and export"):
             _tidy(box, network)
             say(f"configure: stopping and exporting container {name}")
-            lxd.stop(box)
-            lxd.export_rootfs(box, published)
+            box.stop()
+            box.export(published)
     if plan.made:
-        for gone in layers.prune(client, ctx.project, plan.keys):
+        for gone in layers.prune(backend, ctx.project, plan.keys):
             say(f"configure: removed the older layer {gone}")
     with ctx.phase("compress"):
         ctx.run(["zstd", "-q", "-T0", "-3", "--rm", published, "-o", ctx.output("container")])
@@ -341,11 +339,10 @@ def build(ctx: StageContext) -> Json:
 
 def clean_external(project: Project) -> None:
     """Remove every configure container (and its profiles) and layer of `project`."""
-    client = lxd.connect(project)
-    for name in lxd.containers_with_prefix(client, container_prefix(project)):
-        lxd.remove_container(client, name)
-        lxd.delete_profiles(client, name)
-    for alias in layers.remove_all(client, project):
+    backend = client.connect(project.section("lxd"))
+    for box in list(_containers(backend, project)):
+        _remove(backend, box.name)
+    for alias in layers.remove_all(backend, project):
         print(f"configure:{project.name} - removed LXD image {alias}")
 
 

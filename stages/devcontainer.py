@@ -21,22 +21,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edibuild import lxdnames, lxdprobe
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.fsutil import sha256_file
 from edibuild.lazy import lazy_import
+from edibuild.lxd import devices, names, probe
+from edibuild.lxd.errors import Unreachable
+from edibuild.lxd.protocol import ContainerBackend
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
 
 if TYPE_CHECKING:
-    from edibuild import lxd
-else:
-    lxd = lazy_import("edibuild.lxd")
+    from edibuild.lxd import client
+else:  # the LXD client is loaded when a build needs it, not at every doit start
+    client = lazy_import("edibuild.lxd.client")
 
-IMAGE_PREFIX = "edibuild-dev-"
 KEYS = ("name", "share")
-OWNER_KEY = "user.edibuild.project"
 
 
 def settings(project: Project) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def settings(project: Project) -> dict[str, Any]:
             key=f"container.{unknown[0]}",
             hint=f"known keys: {', '.join(KEYS)}",
         )
-    name = str(raw.get("name") or f"edibuild-dev-{lxdnames.safe_name(project.name)}")
+    name = str(raw.get("name") or names.dev_container(project.name))
     share = raw.get("share")
     if share is not None and not (
         isinstance(share, dict)
@@ -75,52 +75,54 @@ def _config(project: Project) -> Json:
     return settings(project)
 
 
-def build(ctx: StageContext) -> Json:
-    """Import the configured rootfs as an image and (re)launch the dev container from it."""
-    client = lxd.find_endpoint(ctx.project).client(timeout=None)  # uploads take a while
-    wanted = settings(ctx.project)
-    alias = f"{_image_prefix(ctx.project)}{ctx.key[:12]}"
+def _image(ctx: StageContext, backend: ContainerBackend) -> str:
+    """Import the configured rootfs (once) under the project's dev alias; return it."""
+    alias = names.dev_image_alias(ctx.project.name, ctx.key)
     tarball = ctx.input("configure", "container")
     fingerprint = sha256_file(tarball)  # LXD names a unified image by its file's sha256
-    if not client.images.exists(fingerprint):
+    image = backend.image(fingerprint)
+    if image is None:
         say(f"container: importing the configured root file system as LXD image {alias}")
-        with tarball.open("rb") as data:
-            client.images.create(data, wait=True)
-    image = client.images.get(fingerprint)
-    if not any(a["name"] == alias for a in image.aliases):
-        image.add_alias(alias, f"edibuild dev container image of {ctx.project.name}")
-    if _ours(client, wanted["name"], ctx.project) and lxd.remove_container(client, wanted["name"]):
+        backend.import_unified(tarball)
+        image = backend.image(fingerprint)
+    if image is None or alias not in image.aliases:
+        backend.add_alias(fingerprint, alias, f"edibuild dev container image of {ctx.project.name}")
+    return fingerprint
+
+
+def build(ctx: StageContext) -> Json:
+    """Import the configured rootfs as an image and (re)launch the dev container from it."""
+    backend = client.connect(ctx.project.section("lxd"), timeout=None)  # uploads take a while
+    wanted = settings(ctx.project)
+    fingerprint = _image(ctx, backend)
+    if _ours(backend, wanted["name"], ctx.project) and backend.remove_instance(wanted["name"]):
         say(f"container: replacing {wanted['name']} (its inputs changed)")
-    devices: dict[str, dict[str, str]] = {}
+    share_devices: dict[str, devices.Device] = {}
     if wanted["share"]:
-        devices["share"] = {
-            "type": "disk",
-            "source": str(wanted["share"]["source"]),
-            "path": str(wanted["share"]["path"]),
-        }
-        Path(str(wanted["share"]["source"])).mkdir(parents=True, exist_ok=True)
-    box = lxd.launch(
-        client,
+        source = Path(str(wanted["share"]["source"]))
+        share_devices["share"] = devices.disk(source, str(wanted["share"]["path"]))
+        source.mkdir(parents=True, exist_ok=True)
+    box = backend.launch(
         wanted["name"],
-        image.fingerprint,
-        ["default"],
-        devices,
-        {"user.edibuild.project": ctx.project.name},
+        fingerprint,
+        profiles=["default"],
+        devices=share_devices,
+        config=names.labels(ctx.project.name),
     )
-    _drop_old_images(client, keep=str(image.fingerprint), project=ctx.project)
-    record = {"name": box.name, "fingerprint": str(image.fingerprint)}
+    _drop_old_images(backend, keep=fingerprint, project=ctx.project)
+    record = {"name": box.name, "fingerprint": fingerprint}
     ctx.output("container").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     say(f"container: {box.name} is running; enter it with `lxc exec {box.name} -- bash`")
     return record
 
 
-def _ours(client: Any, name: str, project: Project) -> bool:
+def _ours(backend: ContainerBackend, name: str, project: Project) -> bool:
     """True if container `name` was made by edibuild for this project (False if absent);
     a container of the same name that edibuild did not make is never touched."""
-    if not client.instances.exists(name):
+    box = backend.instance(name)
+    if box is None:
         return False
-    owner = client.instances.get(name).config.get(OWNER_KEY)
-    if owner != project.name:
+    if not names.belongs_to(box.config, project.name):
         raise StageFailed(
             f"an LXD container named {name} exists and edibuild did not make it for {project.name}",
             hint="set another `container: {name: ...}` in the project, or remove that container",
@@ -128,39 +130,30 @@ def _ours(client: Any, name: str, project: Project) -> bool:
     return True
 
 
-def _image_prefix(project: Project) -> str:
-    return f"{IMAGE_PREFIX}{lxdnames.safe_name(project.name)}-"
-
-
-def _drop_old_images(client: Any, keep: str, project: Project) -> None:
+def _drop_old_images(backend: ContainerBackend, keep: str, project: Project) -> None:
     """Delete the project's earlier dev-container images (never anything else)."""
-    for image in lxd.images_with_prefix(client, _image_prefix(project)):
-        if image.fingerprint != keep:
-            lxd.delete_image(client, image.fingerprint)
+    pattern = names.dev_image_pattern(project.name)
+    for image in backend.images():
+        if image.fingerprint != keep and any(pattern.match(a) for a in image.aliases):
+            backend.delete_image(image.fingerprint)
 
 
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the dev container still exists."""
-    local = lxdprobe.exists(project, f"/1.0/instances/{info.get('name', '')}")
-    if local is not None:
-        return local
-    try:
-        client = lxd.connect(project)
-        return bool(client.instances.exists(str(info.get("name", ""))))
-    except Exception:
-        return False
+    return probe.instance_exists(project.section("lxd"), str(info.get("name", "")))
 
 
 def clean_external(project: Project) -> None:
-    """Remove the project's dev container and its images."""
+    """Remove the project's dev container and its images (nothing to do without LXD)."""
     try:
-        client = lxd.connect(project)
-    except StageFailed:
+        backend = client.connect(project.section("lxd"))
+    except Unreachable as exc:
+        print(f"container:{project.name} - nothing removed: {exc.message}")
         return
     name = settings(project)["name"]
-    if _ours(client, name, project):
-        lxd.remove_container(client, name)
-    _drop_old_images(client, keep="", project=project)
+    if _ours(backend, name, project):
+        backend.remove_instance(name)
+    _drop_old_images(backend, keep="", project=project)
 
 
 STAGE = Stage(

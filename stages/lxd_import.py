@@ -11,32 +11,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edibuild import lxdnames, lxdprobe
 from edibuild.lazy import lazy_import
+from edibuild.lxd import names, probe
+from edibuild.lxd.errors import Refused
+from edibuild.lxd.metadata import metadata_tarball
+from edibuild.lxd.protocol import ContainerBackend
 from edibuild.project import Json, Project
 from edibuild.run import say
 from edibuild.stage import Stage, StageContext
 
 if TYPE_CHECKING:
-    import pylxd
-
-    from edibuild import lxd
-else:
-    lxd = lazy_import("edibuild.lxd")
-
-PROJECT_ALIAS = "edibuild-project-"
+    from edibuild.lxd import client
+else:  # the LXD client is loaded when a build needs it, not at every doit start
+    client = lazy_import("edibuild.lxd.client")
 
 
 def image_alias(key: str) -> str:
     """Return the LXD alias of the image imported for stage key `key`."""
-    return f"{lxdnames.PREFIX}{key[:16]}"
+    return names.image_alias(key)
 
 
 def project_alias(project: Project) -> str:
     """Return the alias that marks the image `project` currently uses."""
-    return f"{PROJECT_ALIAS}{project.name}"
+    return names.project_alias(project.name)
 
 
 def _outputs(project: Project) -> Mapping[str, str]:
@@ -58,66 +57,73 @@ def _properties(ctx: StageContext) -> dict[str, str]:
     }
 
 
+def _import(ctx: StageContext, backend: ContainerBackend, alias: str, arch: str) -> str:
+    """Import the rootfs as image `alias`; return its fingerprint (theirs if a race lost)."""
+    rootfs = ctx.input("bootstrap", "rootfs")
+    say(f"import: importing {rootfs.name} as LXD image {alias}")
+    props = _properties(ctx)
+    meta = metadata_tarball(arch, ctx.source_date_epoch, props)
+    fingerprint = backend.import_image(rootfs, meta)
+    try:
+        backend.add_alias(fingerprint, alias, props["description"])
+    except Refused:
+        # Another build imported the same key at the same time: keep theirs.
+        existing = backend.image_by_alias(alias)
+        if existing is None:
+            raise
+        return existing.fingerprint
+    return fingerprint
+
+
 def build(ctx: StageContext) -> Json:
     """Import the rootfs as an LXD image, or reuse the one imported for this key."""
-    client = lxd.connect(ctx.project)
+    backend = client.connect(ctx.project.section("lxd"))
     alias = image_alias(ctx.key)
-    props = _properties(ctx)
-    arch = lxd.lxd_architecture(client, ctx.project.bootstrap.architecture)
-    existing = lxd.image_by_alias(client, alias)
+    arch = backend.architecture(ctx.project.bootstrap.architecture)
+    existing = backend.image_by_alias(alias)
     if existing is not None:
         say(f"import: reusing LXD image {alias}")
-        fingerprint = str(existing.fingerprint)
+        fingerprint = existing.fingerprint
     else:
-        say(f"import: importing {ctx.input('bootstrap', 'rootfs').name} as LXD image {alias}")
-        meta = lxd.metadata_tarball(arch, ctx.source_date_epoch, props)
-        rootfs = ctx.input("bootstrap", "rootfs")
-        fingerprint = lxd.import_image(client, rootfs, meta, alias, props["description"])
-    _mark_project_image(client, ctx.project, fingerprint)
+        fingerprint = _import(ctx, backend, alias, arch)
+    _mark_project_image(backend, ctx.project, fingerprint)
     record = {"fingerprint": fingerprint, "alias": alias, "architecture": arch}
     ctx.output("image").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return {**record, "reused": existing is not None}
 
 
-def _mark_project_image(client: pylxd.Client, project: Project, fingerprint: str) -> None:
+def _mark_project_image(backend: ContainerBackend, project: Project, fingerprint: str) -> None:
     """Point the project alias at `fingerprint`; delete the project's old image if unused."""
     name = project_alias(project)
-    old = lxd.image_by_alias(client, name)
+    old = backend.image_by_alias(name)
     if old is not None and old.fingerprint == fingerprint:
         return
     if old is not None:
-        old.delete_alias(name)
-        _delete_if_orphan(client, old.fingerprint)
-    client.images.get(fingerprint).add_alias(name, f"image used by edibuild {project.name}")
+        backend.remove_alias(name)
+        _delete_if_orphan(backend, old.fingerprint)
+    backend.add_alias(fingerprint, name, f"image used by edibuild {project.name}")
 
 
-def _delete_if_orphan(client: pylxd.Client, fingerprint: str) -> None:
-    image: Any = client.images.get(fingerprint)
-    if not any(a["name"].startswith(PROJECT_ALIAS) for a in image.aliases):
-        lxd.delete_image(client, fingerprint)
+def _delete_if_orphan(backend: ContainerBackend, fingerprint: str) -> None:
+    """Delete the image unless some project's alias still points at it."""
+    image = backend.image(fingerprint)
+    if image is not None and not any(a.startswith(names.PROJECT_ALIAS) for a in image.aliases):
+        backend.delete_image(fingerprint)
 
 
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the image this stage imported is still in LXD."""
-    fingerprint = str(info.get("fingerprint", ""))
-    local = lxdprobe.exists(project, f"/1.0/images/{fingerprint}") if fingerprint else False
-    if local is not None:
-        return local
-    try:
-        client = lxd.connect(project)
-        return lxd.image_exists(client, str(info.get("fingerprint", "")))
-    except Exception:
-        return False
+    return probe.image_exists(project.section("lxd"), str(info.get("fingerprint", "")))
 
 
 def clean_external(project: Project) -> None:
     """Delete the LXD image the project uses, unless another project uses it too."""
-    client = lxd.connect(project)
+    backend = client.connect(project.section("lxd"))
     name = project_alias(project)
-    image = lxd.image_by_alias(client, name)
+    image = backend.image_by_alias(name)
     if image is not None:
-        image.delete_alias(name)
-        _delete_if_orphan(client, image.fingerprint)
+        backend.remove_alias(name)
+        _delete_if_orphan(backend, image.fingerprint)
 
 
 STAGE = Stage(

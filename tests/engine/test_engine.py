@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from edibuild.errors import EdibuildError
 from edibuild.project import Project
 from tests.engine.harness import BUILDS, INTERRUPT, Harness, stages
 
@@ -98,6 +99,28 @@ def test_clean_forget_of_a_stage_rebuilds_it_and_what_follows(h: Harness) -> Non
     h.doit("clean", "--forget", "beta:proj")
     h.doit("image:proj")
     assert Counter(alpha=1, beta=3, gamma=2) == BUILDS
+
+
+def test_external_state_that_cannot_be_checked_stops_the_run_with_its_error(h: Harness) -> None:
+    """LXD unreachable while checking a stage: its error with the hint, no rebuild."""
+    h.doit("image:proj")
+
+    def unreachable(project: Project, info: Any) -> bool:
+        raise EdibuildError("no LXD daemon answers (tried: /x)", hint="install LXD")
+
+    original = stages()
+    h.stages = (original[0], replace(original[1], intact=unreachable), original[2])
+    code, out = h.doit("image:proj")
+    assert code != 0
+    assert "beta:proj: no LXD daemon answers (tried: /x)\n  hint: install LXD" in out
+    assert "Traceback" not in out
+    assert Counter(alpha=1, beta=1, gamma=1) == BUILDS
+    code, out = h.doit("why:proj")
+    assert code == 0 and "Traceback" not in out
+    assert "its external state cannot be checked: no LXD daemon answers" in out
+    h.stages = original  # LXD is back: nothing was forgotten, nothing runs
+    code, _ = h.doit("image:proj")
+    assert code == 0 and Counter(alpha=1, beta=1, gamma=1) == BUILDS
 
 
 def test_clean_image_keeps_earlier_stages(h: Harness) -> None:

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from edibuild import lxd
 from edibuild.errors import StageFailed
+from edibuild.lxd import client as lxd
+from edibuild.lxd.errors import BackendError
 from edibuild.project import Bootstrap, Node, Project
 from edibuild.stage import Stage, StageContext
-from stages import configure, export, lxd_import
+from stages import configure, devcontainer, export, lxd_import
 from tests.conftest import require, require_root, require_tool
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def rootfs(bookworm_rootfs: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    """A pylxd client; LXD is started and initialised if needed (host setup's ensure_lxd)."""
+    """The container backend; LXD is started and initialised if needed (host setup)."""
     require_root()
     try:
         from edibuild.host.lxd_service import ensure_lxd
@@ -51,7 +52,7 @@ def client() -> Any:
         pass
     try:
         return lxd.connect()
-    except StageFailed as exc:
+    except BackendError as exc:
         require(False, f"an LXD daemon ({exc})")
 
 
@@ -95,6 +96,7 @@ def project(tmp_path: Path, client: Any) -> Iterator[Project]:
     """A uniquely named project whose LXD leftovers are checked and cleaned after."""
     proj = make_project(f"t{secrets.token_hex(3)}", ["write_file"], tmp_path)
     yield proj
+    devcontainer.clean_external(proj)
     configure.clean_external(proj)
     lxd_import.clean_external(proj)
 
@@ -109,7 +111,7 @@ def run_import(project: Project, rootfs: Path, tmp: Path, key: str) -> StageCont
 
 def leftovers(client: Any, project: Project) -> list[str]:
     """Containers of the project's configure stage still in LXD."""
-    return lxd.containers_with_prefix(client, configure.container_prefix(project))
+    return list(client.instance_names(configure.container_prefix(project)))
 
 
 def test_import_configure_export(
@@ -136,6 +138,7 @@ def test_import_configure_export(
     cinfo = configure.build(cctx)
     assert cinfo["playbooks"][0]["tasks"] == 2
     assert leftovers(client, project) == []
+    check_dev_container(project, cctx, tmp_path, client)
     ectx = context(
         export.STAGE,
         project,
@@ -155,6 +158,21 @@ def test_import_configure_export(
     )
     export.build(again_ctx)
     assert again_ctx.output("rootfs").read_bytes() == ectx.output("rootfs").read_bytes()
+
+
+def check_dev_container(project: Project, cctx: StageContext, tmp: Path, client: Any) -> None:
+    """The dev container runs the configured rootfs, labelled; clean removes it and its image."""
+    inputs = {"configure": {"container": cctx.output("container")}}
+    dctx = context(devcontainer.STAGE, project, secrets.token_hex(16), tmp, inputs)
+    info = devcontainer.build(dctx)
+    box = client.instance(info["name"])
+    assert box is not None and box.config["user.edibuild.project"] == project.name
+    marker = box.check(["cat", "/etc/edibuild-marker"], "reading the marker")
+    assert marker == b"hello-from-ansible bookworm\n"
+    assert devcontainer.intact(project, info)
+    devcontainer.clean_external(project)
+    assert not devcontainer.intact(project, info)
+    assert client.image(info["fingerprint"]) is None
 
 
 def check_tarball(path: Path) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from edibuild.host import lxd_service
-from edibuild.host.lxd_service import Daemon
+from edibuild.lxd import unixhttp
+from edibuild.lxd.endpoints import Endpoint
 from tests.conftest import require_root, require_tool
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ def test_ensure_lxd_gives_a_usable_daemon_and_is_fast_the_second_time() -> None:
     assert lxd_service.ensure_lxd() == socket
     assert time.monotonic() - start < 1.0
     assert "NAME" in _lxc(socket, "list")
-    assert lxd_service.api_get(Path(socket), "/1.0/storage-pools")  # at least one pool
+    assert unixhttp.get(Path(socket), "/1.0/storage-pools")  # at least one pool
 
 
 def _unmount_under(directory: Path) -> None:
@@ -65,7 +66,7 @@ def private_lxd_dir() -> Iterator[Path]:
 def test_starts_and_initialises_a_bare_daemon(private_lxd_dir: Path) -> None:
     require_root()
     require_tool("lxd", "lxc", "setsid")
-    daemon = Daemon(private_lxd_dir / "unix.socket", "lxd", "$LXD_DIR")
+    daemon = Endpoint.local(private_lxd_dir / "unix.socket", "lxd", "$LXD_DIR")
     repo = private_lxd_dir.parent / "repo"
     socket = lxd_service.ensure_lxd(repo, [daemon])
     assert socket == str(daemon.socket)
@@ -73,7 +74,7 @@ def test_starts_and_initialises_a_bare_daemon(private_lxd_dir: Path) -> None:
     assert pools.startswith("default,dir,")
     profile = _lxc(socket, "profile", "device", "show", "default")
     assert "pool: default" in profile and "path: /" in profile
-    networks = lxd_service.api_get(daemon.socket, "/1.0/networks?recursion=1")
+    networks = unixhttp.get(daemon.socket, "/1.0/networks?recursion=1")
     assert not [n["name"] for n in networks if n["managed"]]  # no bridge, no private subnet
     assert "lxd --group root" in (repo / ".edibuild/lxd.log").read_text()
     start = time.monotonic()

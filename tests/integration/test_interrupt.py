@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,11 +33,15 @@ def containers() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> DoitWorkspace:
+def ws(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Iterator[DoitWorkspace]:
     require_root()
     require_tool("lxc", "mmdebstrap")
     tmp = tmp_path_factory.mktemp("interrupt")
-    return DoitWorkspace(tmp, Path(__file__).parent / "projects", shared_cache)
+    workspace = DoitWorkspace(tmp, Path(__file__).parent / "projects", shared_cache)
+    yield workspace
+    # The imported image (and any container) would outlive the test otherwise.
+    workspace.run("clean", "--forget", f"configure:{PROJECT}", f"import:{PROJECT}")
+    assert containers() == []
 
 
 def start(ws: DoitWorkspace) -> subprocess.Popen[str]:

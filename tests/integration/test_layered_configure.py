@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from edibuild import lxd
-from edibuild.errors import StageFailed
+from edibuild.lxd import client as lxd
+from edibuild.lxd.errors import BackendError
 from tests.conftest import require, require_root, require_tool
 
 pytestmark = pytest.mark.integration
@@ -54,10 +54,10 @@ class Build:
             EDIBUILD_CACHE=str(cache),
         )
 
-    def doit(self, *args: str, check: bool = True) -> str:
-        """Run doit; return its output (stdout and stderr)."""
+    def doit(self, *args: str, check: bool = True, python: tuple[str, ...] = ()) -> str:
+        """Run doit (Python given the `python` options); return its stdout and stderr."""
         proc = subprocess.run(
-            [sys.executable, "-m", "doit", *args],
+            [sys.executable, *python, "-m", "doit", *args],
             cwd=REPO,
             env=self.env,
             capture_output=True,
@@ -76,7 +76,7 @@ class Build:
     def layer_aliases(self, client: Any, project: str) -> list[str]:
         """The LXD aliases of a project's layers (`edibuild-layer-<project>-<key16>`)."""
         pattern = re.compile(rf"^edibuild-layer-{project}-[0-9a-f]{{16}}$")
-        names = (a["name"] for image in client.images.all() for a in image.aliases)
+        names = (a for image in client.images() for a in image.aliases)
         return sorted(n for n in names if pattern.match(n))
 
 
@@ -86,7 +86,7 @@ def client() -> Any:
     require_tool("mmdebstrap", "lxc", "zstd")
     try:
         return lxd.connect()
-    except StageFailed as exc:
+    except BackendError as exc:
         require(False, f"an LXD daemon ({exc})")
 
 
@@ -132,6 +132,9 @@ def test_full_run_saves_a_layer_after_each_playbook_but_the_last(build: Build, c
     assert "saving the state after 20_files as a layer" in out
     assert "saving the state after 30_final" not in out
     assert len(build.layer_aliases(client, LAYERED)) == 2
+    noop = build.doit(f"configure:{LAYERED}", python=("-X", "importtime"))
+    assert f"-- configure:{LAYERED}" in noop and f"-- import:{LAYERED}" in noop
+    assert "pylxd" not in noop  # the up-to-date checks asked LXD without the client library
     publish = [m["seconds"] for m in info["layers"]["published"]]
     print(f"full configure: {info['seconds']} s, publish per layer: {publish}")
 

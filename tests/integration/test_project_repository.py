@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.conftest import REPO, require_root, require_tool
 
 pytestmark = pytest.mark.integration
 MINIMAL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+NOT_SOURCE = (".git", ".venv", ".edibuild", "artifacts", "build", "*.egg-info", "__pycache__")
 
 
 def _run(argv: list[str | Path], cwd: Path, env: dict[str, str]) -> str:
@@ -31,13 +33,16 @@ def _run(argv: list[str | Path], cwd: Path, env: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with edibuild pip-installed from the checkout (not editable)."""
-    venv = tmp_path_factory.mktemp("user") / "venv"
+    home = tmp_path_factory.mktemp("user")
+    venv, source = home / "venv", home / "edibuild-source"
+    # pip builds a local folder in place (build/, *.egg-info): build a copy, not the checkout.
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     env = {"PATH": MINIMAL_PATH, "HOME": os.environ.get("HOME", "/root")}
     # The checkout's pip cache (filled by its own setup) spares the downloads.
     env["PIP_CACHE_DIR"] = str(REPO / ".edibuild" / "pip-cache")
     _run(["/usr/bin/python3", "-m", "venv", venv], REPO, env)
     _run([venv / "bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-          REPO], venv.parent, env)  # fmt: skip
+          source], home, env)  # fmt: skip
     return venv
 
 

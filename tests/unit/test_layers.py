@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pylxd.exceptions import NotFound
 
 from edibuild import layers
 from edibuild.errors import ConfigError
+from edibuild.lxd.protocol import Image
 from edibuild.project import Bootstrap, Node, Project
+from tests.fake_backend import FakeBackend
 
 
 def make_project(tmp: Path, names: list[str], sections: dict[str, Any] | None = None) -> Project:
@@ -106,70 +106,25 @@ def test_layers_opt_out_and_bad_value(tmp_path: Path) -> None:
 # -- against a fake LXD image store --------------------------------------------------
 
 
-@dataclass
-class FakeImage:
-    fingerprint: str
-    aliases: list[dict[str, str]]
-    uploaded_at: str
-    last_used_at: str = "0001-01-01T00:00:00Z"
-    store: FakeImages | None = field(default=None, repr=False)
-
-    def delete(self, wait: bool = False) -> None:
-        assert self.store is not None
-        self.store.items.remove(self)
-
-
-@dataclass
-class FakeImages:
-    items: list[FakeImage] = field(default_factory=list)
-
-    def add(self, alias: str, stamp: str) -> None:
-        fp = f"fp{len(self.items)}-{alias}"
-        self.items.append(FakeImage(fp, [{"name": alias}], stamp, store=self))
-
-    def all(self) -> list[FakeImage]:
-        return list(self.items)
-
-    def get(self, fingerprint: str) -> FakeImage:
-        for image in self.items:
-            if image.fingerprint == fingerprint:
-                return image
-        raise NotFound(None)
-
-    def get_by_alias(self, alias: str) -> FakeImage:
-        for image in self.items:
-            if any(a["name"] == alias for a in image.aliases):
-                return image
-        raise NotFound(None)
-
-    def names(self) -> list[str]:
-        return sorted(a["name"] for i in self.items for a in i.aliases)
-
-
-@dataclass
-class FakeClient:
-    images: FakeImages = field(default_factory=FakeImages)
-
-
 def test_plan_starts_after_the_longest_cached_prefix(tmp_path: Path) -> None:
     project = make_project(tmp_path, ["a", "b", "c", "d"])
     chain = keys(project)
-    client = FakeClient()
-    client.images.add(layers.alias(project, chain[0]), "2026-01-01T00:00:00Z")
-    client.images.add(layers.alias(project, chain[2]), "2026-01-01T00:00:00Z")
+    backend = FakeBackend()
+    backend.add_image(layers.alias(project, chain[0]), "2026-01-01T00:00:00Z")
+    backend.add_image(layers.alias(project, chain[2]), "2026-01-01T00:00:00Z")
     # The last state is never a layer, even if an image with its alias existed.
-    client.images.add(layers.alias(project, chain[3]), "2026-01-01T00:00:00Z")
-    plan = layers.plan(client, project, chain, "base", True)
+    backend.add_image(layers.alias(project, chain[3]), "2026-01-01T00:00:00Z")
+    plan = layers.plan(backend, project, chain, "base", True)
     assert plan.start == 3 and plan.source.endswith(layers.alias(project, chain[2]))
     assert [plan.publishes(i) for i in range(4)] == [True, True, True, False]
     assert plan.info(project)["skipped"] == ["10_a", "20_b", "30_c"]
-    off = layers.plan(client, project, chain, "base", False)
+    off = layers.plan(backend, project, chain, "base", False)
     assert (off.start, off.source, off.publishes(0)) == (0, "base", False)
 
 
 def test_plan_without_layers_starts_from_the_image(tmp_path: Path) -> None:
     project = make_project(tmp_path, ["a", "b"])
-    plan = layers.plan(FakeClient(), project, keys(project), "base", True)
+    plan = layers.plan(FakeBackend(), project, keys(project), "base", True)
     assert (plan.start, plan.source) == (0, "base")
     assert plan.info(project)["started_after"] is None
 
@@ -177,21 +132,50 @@ def test_plan_without_layers_starts_from_the_image(tmp_path: Path) -> None:
 def test_prune_keeps_the_chain_and_the_newest_spares_only(tmp_path: Path) -> None:
     project = make_project(tmp_path, ["a", "b", "c"])
     other = Project(**{**project.__dict__, "name": "demo-x"})
-    client = FakeClient()
+    backend = FakeBackend()
     chain = keys(project)[:2]
     for n, key in enumerate(chain):
-        client.images.add(layers.alias(project, key), f"2026-01-0{n + 1}T00:00:00Z")
+        backend.add_image(layers.alias(project, key), f"2026-01-0{n + 1}T00:00:00Z")
     old = [f"{n:016x}" for n in range(5)]
     for n, key in enumerate(old):
-        client.images.add(layers.alias(project, key), f"2025-01-0{n + 1}T00:00:00Z")
-    client.images.add(layers.alias(other, old[0]), "2020-01-01T00:00:00Z")
-    client.images.add("edibuild-0123456789abcdef", "2020-01-01T00:00:00Z")
-    removed = layers.prune(client, project, chain)
+        backend.add_image(layers.alias(project, key), f"2025-01-0{n + 1}T00:00:00Z")
+    backend.add_image(layers.alias(other, old[0]), "2020-01-01T00:00:00Z")
+    backend.add_image("edibuild-0123456789abcdef", "2020-01-01T00:00:00Z")
+    removed = layers.prune(backend, project, chain)
     assert sorted(removed) == sorted(layers.alias(project, k) for k in old[:3])
     kept = {layers.alias(project, k) for k in [*chain, *old[3:]]}
-    assert set(client.images.names()) == kept | {
+    assert set(backend.aliases()) == kept | {
         layers.alias(other, old[0]),
         "edibuild-0123456789abcdef",
     }
-    assert len(layers.remove_all(client, project)) == 4
-    assert client.images.names() == ["edibuild-0123456789abcdef", layers.alias(other, old[0])]
+    assert len(layers.remove_all(backend, project)) == 4
+    assert backend.aliases() == ["edibuild-0123456789abcdef", layers.alias(other, old[0])]
+
+
+class FakeBox:
+    """A stopped container whose publish adds an image without alias to the backend."""
+
+    name = "box"
+
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend = backend
+
+    def publish(self, *, compression: str, description: str = "") -> str:
+        assert compression == layers.COMPRESSION and "configure state after" in description
+        fingerprint = f"published{len(self.backend.store)}"
+        self.backend.store[fingerprint] = Image(fingerprint)
+        return fingerprint
+
+
+def test_publish_aliases_the_layer_or_keeps_the_one_published_meanwhile(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b", "c"])
+    chain = keys(project)
+    backend = FakeBackend()
+    made = layers.publish(backend, FakeBox(backend), project, chain[0], "10_a")
+    found = backend.image_by_alias(layers.alias(project, chain[0]))
+    assert found is not None and made["fingerprint"] == found.fingerprint
+    assert (made["after"], made["alias"]) == ("10_a", layers.alias(project, chain[0]))
+    theirs = backend.add_image(layers.alias(project, chain[1]))  # another build was quicker
+    made = layers.publish(backend, FakeBox(backend), project, chain[1], "20_b")
+    assert made["fingerprint"] == theirs.fingerprint
+    assert len(backend.store) == 2  # ours was deleted again, nothing without an alias is left

@@ -1,112 +1,82 @@
-"""The LXD backend's pure parts: where LXD is looked for, names, metadata."""
+"""The backend's pure parts: image metadata, devices, the boot wait, the ws4py traceback."""
 
 from __future__ import annotations
 
 import io
 import tarfile
 import threading
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 import yaml
 
-from edibuild import lxd
 from edibuild.errors import StageFailed
-from edibuild.project import Bootstrap, Project
-
-
-def project(sections: dict[str, object]) -> Project:
-    """A minimal project with the given sections."""
-    return Project(
-        name="p",
-        file=Path("p.yml"),
-        description="",
-        parameters={},
-        bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
-        lxd_profiles=(),
-        playbooks=(),
-        sections=sections,
-    )
-
-
-def test_lxd_dir_comes_first(tmp_path: Path) -> None:
-    """LXD_DIR's socket is tried before the well-known sockets."""
-    found = lxd.candidates(None, {"LXD_DIR": str(tmp_path)})
-    assert found[0] == lxd.Endpoint(str(tmp_path / "unix.socket"))
-
-
-def test_remote_from_project_wins_over_environment() -> None:
-    """A project's remote (with client cert) is the only candidate."""
-    proj = project(
-        {
-            "lxd": {
-                "remote": "https://lxd.example:8443",
-                "cert": "c.crt",
-                "key": "c.key",
-                "verify": False,
-            }
-        }
-    )
-    found = lxd.candidates(proj, {"EDIBUILD_LXD_REMOTE": "https://other:8443"})
-    assert found == [lxd.Endpoint("https://lxd.example:8443", ("c.crt", "c.key"), False)]
-    assert not found[0].is_local
-
-
-def test_remote_from_environment() -> None:
-    """EDIBUILD_LXD_REMOTE and its certificate variables are honoured."""
-    env = {
-        "EDIBUILD_LXD_REMOTE": "https://r:8443",
-        "EDIBUILD_LXD_CERT": "a",
-        "EDIBUILD_LXD_KEY": "b",
-        "EDIBUILD_LXD_VERIFY": "no",
-    }
-    assert lxd.candidates(project({}), env) == [lxd.Endpoint("https://r:8443", ("a", "b"), False)]
-
-
-def test_no_daemon_gives_install_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """When nothing answers, the error says how to install, start and initialise LXD."""
-    monkeypatch.setattr(lxd, "SOCKETS", ())
-    with pytest.raises(StageFailed) as caught:
-        lxd.find_endpoint(None, {"LXD_DIR": str(tmp_path)})
-    text = str(caught.value)
-    assert "no LXD daemon answers" in text and str(tmp_path) in text
-    assert "apt-get install lxd" in text and "lxd init" in text
+from edibuild.lxd import boot, devices, metadata
+from edibuild.lxd.protocol import Executed
 
 
 def test_metadata_tarball_is_reproducible() -> None:
     """The metadata tarball holds metadata.yaml and is byte-identical for equal input."""
     props = {"os": "debian", "release": "bookworm"}
-    data = lxd.metadata_tarball("x86_64", 1700000000, props)
-    assert data == lxd.metadata_tarball("x86_64", 1700000000, props)
+    data = metadata.metadata_tarball("x86_64", 1700000000, props)
+    assert data == metadata.metadata_tarball("x86_64", 1700000000, props)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = tar.extractfile("metadata.yaml")
         assert member is not None
         meta = yaml.safe_load(member.read())
+        assert tar.getmember("metadata.yaml").mtime == 1700000000
     assert meta == {"architecture": "x86_64", "creation_date": 1700000000, "properties": props}
 
 
-def test_safe_names_and_proxy_device() -> None:
-    """Instance names are lowercase and hyphenated; the proxy device binds inside."""
-    assert lxd.safe_name("Pi3_Bookworm.arm64") == "pi3-bookworm-arm64"
-    assert lxd.proxy_device(40000) == {
+def test_architecture_falls_back_to_the_servers_own() -> None:
+    """arm64 on an x86_64 server runs under qemu-user: the image says x86_64."""
+    assert metadata.architecture("arm64", ["aarch64", "armv7l"]) == "aarch64"
+    assert metadata.architecture("arm64", ["x86_64", "i686"]) == "x86_64"
+    assert metadata.architecture("amd64", []) == "x86_64"
+
+
+def test_devices() -> None:
+    """The proxy device listens inside the instance; a disk shares a host folder."""
+    assert devices.proxy(40000) == {
         "type": "proxy",
         "bind": "instance",
         "listen": "tcp:127.0.0.1:3142",
         "connect": "tcp:127.0.0.1:40000",
     }
+    assert devices.disk("/srv/work", "/home/edi/work") == {
+        "type": "disk",
+        "source": "/srv/work",
+        "path": "/home/edi/work",
+    }
 
 
 class FakeSystemd:
-    """Answers systemctl like a container whose boot waits for the given jobs."""
+    """Answers systemctl like a container whose boot goes through the given states."""
 
-    def __init__(self, state: str, jobs: str) -> None:
-        self.name, self.state, self.jobs = "box", state, jobs
+    def __init__(self, states: list[str], jobs: str, code: int = 1) -> None:
+        self.states, self.jobs, self.code = states, jobs, code
+        self.asked: list[str] = []
 
-    def execute(self, argv: list[str]) -> tuple[int, bytes, bytes]:
-        """Answer `is-system-running` and `list-jobs`."""
+    def __call__(self, argv: Sequence[str]) -> Executed:
+        """Answer `is-system-running` (next state, the last one repeats) and `list-jobs`."""
+        self.asked.append(argv[1])
         if argv[1] == "is-system-running":
-            return 1, self.state.encode() + b"\n", b""
-        return 0, self.jobs.encode(), b""
+            state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+            return Executed(self.code, state.encode() + b"\n", b"")
+        return Executed(0, self.jobs.encode(), b"")
+
+
+class FakeClock:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 DEVICE_JOBS = (
@@ -114,19 +84,43 @@ DEVICE_JOBS = (
     "55 systemd-fsck@dev-disk-by\\x2dlabel-data.service start waiting\n"
     "56 dev-disk-by\\x2dlabel-data.device               start running\n"
 )
+SERVICE_JOB = "57 ssh.service start running\n"
+
+
+def wait(systemd: FakeSystemd, timeout: float = 120) -> FakeClock:
+    clock = FakeClock()
+    boot.wait_for_boot(systemd, "box", timeout, clock=clock, sleep=clock.sleep)
+    return clock
+
+
+def test_booted_states_end_the_wait_at_once() -> None:
+    for state in ("running", "degraded", "maintenance"):
+        systemd = FakeSystemd([state], "")
+        assert wait(systemd).now == 0
+        assert systemd.asked == ["is-system-running"]
+    assert wait(FakeSystemd(["starting"], "", code=127)).now == 0  # no systemctl at all
 
 
 def test_boot_waiting_only_for_an_fstab_device_counts_as_booted() -> None:
-    """A container blocked on the image's data partition is booted as far as it goes."""
-    box = FakeSystemd("starting", DEVICE_JOBS)
-    lxd._wait_for_boot(box, timeout=5)  # type: ignore[arg-type]
+    """Twice in a row nothing but a device job running: booted as far as it goes here."""
+    systemd = FakeSystemd(["starting"], DEVICE_JOBS)
+    clock = wait(systemd)
+    assert systemd.asked == ["is-system-running", "list-jobs"] * 2
+    assert clock.now == 0.5  # one pause between the two looks, not the 90 s systemd waits
 
 
 def test_boot_with_a_service_still_starting_is_waited_for() -> None:
     """A running service job means the boot is still going on: the wait times out."""
-    box = FakeSystemd("starting", DEVICE_JOBS + "57 ssh.service start running\n")
-    with pytest.raises(StageFailed, match="did not finish booting"):
-        lxd._wait_for_boot(box, timeout=1.2)  # type: ignore[arg-type]
+    systemd = FakeSystemd(["starting"], DEVICE_JOBS + SERVICE_JOB)
+    with pytest.raises(StageFailed, match="box did not finish booting within 3 s"):
+        wait(systemd, timeout=3)
+    assert systemd.asked.count("is-system-running") == 6
+
+
+def test_boot_that_finishes_later_is_waited_for() -> None:
+    systemd = FakeSystemd(["starting", "starting", "starting", "running"], SERVICE_JOB)
+    assert wait(systemd).now == 1.5
+    assert systemd.asked.count("is-system-running") == 4
 
 
 def _hook_args(name: str, error: Exception) -> threading.ExceptHookArgs:
@@ -136,8 +130,12 @@ def _hook_args(name: str, error: Exception) -> threading.ExceptHookArgs:
 
 def test_ws4py_closed_poller_traceback_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     """The harmless ws4py thread error stays off the console; other thread errors show."""
+    from edibuild.lxd import client
+
     shown: list[str] = []
-    monkeypatch.setattr(lxd, "_previous_excepthook", lambda args: shown.append(str(args.exc_value)))
-    lxd._quiet_websocket_manager(_hook_args("WebSocketManager", ValueError("closed epoll")))
-    lxd._quiet_websocket_manager(_hook_args("worker", RuntimeError("a real problem")))
+    monkeypatch.setattr(
+        client, "_previous_excepthook", lambda args: shown.append(str(args.exc_value))
+    )
+    client._quiet_websocket_manager(_hook_args("WebSocketManager", ValueError("closed epoll")))
+    client._quiet_websocket_manager(_hook_args("worker", RuntimeError("a real problem")))
     assert shown == ["a real problem"]

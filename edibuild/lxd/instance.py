@@ -1,0 +1,136 @@
+"""An LXD instance over pylxd: commands, files, start and stop, publish and export."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from edibuild.errors import StageFailed
+from edibuild.lxd import boot
+from edibuild.lxd.errors import NotFound, Refused
+from edibuild.lxd.protocol import Executed
+from edibuild.lxd.translate import translated
+
+
+class LxdInstance:
+    """A container in LXD (the `Instance` protocol over a pylxd instance)."""
+
+    def __init__(self, instance: Any) -> None:
+        self._instance = instance
+
+    def __repr__(self) -> str:
+        return f"LxdInstance({self.name!r})"
+
+    @property
+    def name(self) -> str:
+        """The instance's name."""
+        return str(self._instance.name)
+
+    @property
+    def config(self) -> Mapping[str, str]:
+        """Its own config keys (labels among them), as LXD had them when it was looked up."""
+        return dict(self._instance.config or {})
+
+    @property
+    def status(self) -> str:
+        """LXD's status word: Running, Stopped, ..."""
+        return str(self._instance.status)
+
+    def execute(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Executed:
+        """Run argv in the instance (as root) and wait for it."""
+        with translated(f"running {argv[0]} in {self.name}"):
+            result = self._instance.execute(
+                list(argv), environment=dict(env or {}), decode=False, stdin_payload=stdin
+            )
+        return Executed(int(result.exit_code), bytes(result.stdout), bytes(result.stderr))
+
+    def check(self, argv: Sequence[str], what: str) -> bytes:
+        """Run argv; return its stdout; raise StageFailed naming `what` when it fails."""
+        code, out, err = self.execute(argv)
+        if code != 0:
+            text = err.decode("utf-8", "replace").strip()[-2000:]
+            raise StageFailed(f"{what} failed in container {self.name} (exit {code}): {text}")
+        return out
+
+    def push(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+    ) -> None:
+        """Write a file into the instance (None: LXD's defaults, 0700 root:root)."""
+        with translated(f"writing {path} in {self.name}"):
+            self._instance.files.put(path, data, mode=mode, uid=uid, gid=gid)
+
+    def read(self, path: str) -> bytes:
+        """Read a file from the instance (NotFound when absent)."""
+        with translated(f"reading {path} in {self.name}"):
+            return bytes(self._instance.files.get(path))
+
+    def delete_file(self, path: str) -> None:
+        """Delete a file in the instance."""
+        with translated(f"deleting {path} in {self.name}"):
+            self._instance.files.delete(path)
+
+    def start(self) -> None:
+        """Start the stopped instance and wait until systemd in it finished booting."""
+        with translated(f"starting {self.name}"):
+            self._instance.start(wait=True)
+        boot.wait_for_boot(self.execute, self.name)
+
+    def stop(self, timeout: int = 60) -> None:
+        """Stop the instance cleanly, forcing it after `timeout` seconds."""
+        try:
+            with translated(f"stopping {self.name}"):
+                self._instance.stop(timeout=timeout, wait=True)
+        except Refused:
+            with translated(f"stopping {self.name} by force"):
+                self._instance.stop(force=True, wait=True)
+
+    def publish(self, *, compression: str, description: str = "") -> str:
+        """Publish the stopped instance as an image (without alias); return its fingerprint."""
+        with translated(f"publishing {self.name}"):
+            image = self._instance.publish(wait=True, compression_algorithm=compression)
+        if description:
+            with contextlib.suppress(Refused), translated(f"describing {image.fingerprint}"):
+                # Only what `lxc image list` shows: a failure here harms nothing.
+                image.properties = {**dict(image.properties or {}), "description": description}
+                image.save(wait=True)
+        return str(image.fingerprint)
+
+    def export(self, target: Path) -> None:
+        """Write the stopped instance to `target` as LXD's uncompressed unified image tarball.
+
+        The instance is published as a temporary image (metadata.yaml, templates/,
+        rootfs/) that is streamed out and deleted again at once.
+        """
+        with translated(f"publishing {self.name}"):
+            image = self._instance.publish(wait=True, compression_algorithm="none")
+        try:
+            with translated(f"exporting image {image.fingerprint}"):
+                response = image.api.export.get(stream=True)
+                with contextlib.closing(response), target.open("wb") as out:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        out.write(chunk)
+        finally:
+            with contextlib.suppress(NotFound), translated(f"deleting image {image.fingerprint}"):
+                image.delete(wait=True)
+
+    def remove(self) -> None:
+        """Stop (by force) and delete the instance."""
+        if self.status != "Stopped":
+            with contextlib.suppress(Refused), translated(f"stopping {self.name}"):
+                self._instance.stop(force=True, wait=True)
+        with translated(f"deleting {self.name}"):
+            self._instance.delete(wait=True)

@@ -1,0 +1,80 @@
+"""Cheap up-to-date questions (is this image, this instance still in LXD?) for doit.
+
+They run on every doit invocation, so a local daemon is asked with one raw GET on its
+unix socket (milliseconds; pylxd, a third of a second to import, stays unloaded). A
+remote endpoint is asked through the client. The answer is True or False; a daemon
+that cannot be asked raises Unreachable (with a hint), never a silent False.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from edibuild.lxd import unixhttp
+from edibuild.lxd.endpoints import INSTALL_HINT, candidates
+from edibuild.lxd.errors import Denied, Refused, Unreachable
+
+
+def _exists_locally(
+    settings: Mapping[str, Any] | None, path: str, env: Mapping[str, str], root: Path
+) -> bool | None:
+    """True/False from the first local daemon that answers GET `path`; None if remote."""
+    tried = candidates(settings, env, root)
+    if not tried[0].is_local:
+        return None
+    for endpoint in tried:
+        try:
+            reply = unixhttp.request(endpoint.socket, path, timeout=5.0)
+        except Denied:
+            raise
+        except Unreachable:
+            continue
+        if reply.status in (200, 404):
+            return reply.status == 200
+        raise Refused(f"{endpoint.url}: GET {path} returned HTTP {reply.status}: {reply.error}")
+    names = ", ".join(e.url for e in tried)
+    raise Unreachable(f"no LXD daemon answers (tried: {names})", hint=INSTALL_HINT)
+
+
+def _exists(
+    settings: Mapping[str, Any] | None,
+    kind: str,
+    name: str,
+    env: Mapping[str, str] | None,
+    root: Path,
+) -> bool:
+    if not name:
+        return False
+    env = os.environ if env is None else env
+    local = _exists_locally(settings, f"/1.0/{kind}/{quote(name, safe='')}", env, root)
+    if local is not None:
+        return local
+    from edibuild.lxd import client  # a remote daemon: pylxd speaks https with a client cert
+
+    backend = client.connect(settings, env=env)
+    found = backend.image(name) if kind == "images" else backend.instance(name)
+    return found is not None
+
+
+def image_exists(
+    settings: Mapping[str, Any] | None,
+    fingerprint: str,
+    env: Mapping[str, str] | None = None,
+    root: Path = Path("/"),
+) -> bool:
+    """True while the image with `fingerprint` is in the project's LXD."""
+    return _exists(settings, "images", fingerprint, env, root)
+
+
+def instance_exists(
+    settings: Mapping[str, Any] | None,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    root: Path = Path("/"),
+) -> bool:
+    """True while instance `name` is in the project's LXD."""
+    return _exists(settings, "instances", name, env, root)

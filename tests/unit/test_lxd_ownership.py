@@ -1,0 +1,93 @@
+"""The stages touch only what the ownership labels say is theirs (on a fake backend)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edibuild.errors import StageFailed
+from edibuild.lxd import names
+from edibuild.lxd.names import OWNER_LABEL, PROJECT_LABEL
+from edibuild.project import Bootstrap, Node, Project
+from stages import configure, devcontainer
+from tests.fake_backend import FakeBackend
+
+KEY = "0123456789abcdef" * 4
+
+
+def project(name: str = "demo") -> Project:
+    return Project(
+        name=name,
+        file=Path(f"{name}.yml"),
+        description="",
+        parameters={},
+        bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
+        lxd_profiles=(),
+        playbooks=(),
+        sections={},
+    )
+
+
+def gone_mark() -> str:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return f"{socket.gethostname()}:{child.pid}"
+
+
+def test_configure_removes_only_its_projects_leftovers() -> None:
+    backend = FakeBackend()
+    prefix = names.configure_prefix("demo")
+    dead, alive = gone_mark(), f"{socket.gethostname()}:{os.getppid()}"
+    backend.add_instance(f"{prefix}a", **{PROJECT_LABEL: "demo", OWNER_LABEL: dead})
+    backend.add_instance(f"{prefix}b", **{PROJECT_LABEL: "demo", OWNER_LABEL: alive})
+    backend.add_instance(f"{prefix}c", **{OWNER_LABEL: dead})  # made before the project label
+    backend.add_instance(f"{prefix}d", **{PROJECT_LABEL: "other", OWNER_LABEL: dead})
+    backend.add_instance("edibuild-other-configure-e", **{OWNER_LABEL: dead})
+    backend.profiles[f"{prefix}a-10-profile"] = {}
+    backend.profiles[f"{prefix}b-10-profile"] = {}
+    assert configure.remove_leftovers(backend, project()) == [f"{prefix}a", f"{prefix}c"]
+    assert sorted(backend.instances) == [
+        f"{prefix}b",
+        f"{prefix}d",
+        "edibuild-other-configure-e",
+    ]
+    assert list(backend.profiles) == [f"{prefix}b-10-profile"]
+
+
+def test_configure_profiles_carry_the_project_label(tmp_path: Path) -> None:
+    plugin = tmp_path / "profile.yml"
+    plugin.write_text("config: {limits.cpu: '1'}\ndescription: for {{ edibuild_suite }}\n")
+    proj = Project(**{**project().__dict__, "lxd_profiles": (Node("10_p", plugin),)})
+    backend = FakeBackend()
+    made = configure.create_profiles(backend, proj, "box")
+    assert made == ["box-10-p"]
+    assert backend.profiles["box-10-p"]["config"] == {"limits.cpu": "1", PROJECT_LABEL: "demo"}
+    assert backend.profiles["box-10-p"]["description"] == "for bookworm"
+
+
+def test_dev_container_of_another_maker_is_never_touched() -> None:
+    backend = FakeBackend()
+    assert devcontainer._ours(backend, "edibuild-dev-demo", project()) is False
+    backend.add_instance("edibuild-dev-demo", **{PROJECT_LABEL: "demo"})
+    assert devcontainer._ours(backend, "edibuild-dev-demo", project()) is True
+    backend.add_instance("mine")
+    with pytest.raises(StageFailed, match="edibuild did not make it"):
+        devcontainer._ours(backend, "mine", project())
+    backend.add_instance("theirs", **{PROJECT_LABEL: "other"})
+    with pytest.raises(StageFailed):
+        devcontainer._ours(backend, "theirs", project())
+
+
+def test_dev_images_of_similarly_named_projects_are_kept() -> None:
+    backend = FakeBackend()
+    old = backend.add_image(names.dev_image_alias("demo", KEY))
+    keep = backend.add_image(names.dev_image_alias("demo", "f" * 64))
+    other = backend.add_image(names.dev_image_alias("demo-x", KEY))
+    layer = backend.add_image(names.layer_alias("demo", KEY))
+    devcontainer._drop_old_images(backend, keep=keep.fingerprint, project=project())
+    assert sorted(backend.store) == sorted([keep.fingerprint, other.fingerprint, layer.fingerprint])
+    assert old.fingerprint not in backend.store
