@@ -31,10 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
-import yaml
-
 from edibuild import lxdnames
+from edibuild.config.layers import read_layer
 from edibuild.engine import source_date_epoch
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.lazy import lazy_import
@@ -122,15 +120,13 @@ def container_environment(epoch: int) -> dict[str, str]:
 
 
 def _plugins(project: Project) -> tuple[Path, ...]:
-    """Every file the playbooks may read: their directories, and ssh_pub_keys/."""
+    """Every file the playbooks may read: profiles, playbooks with the files of their
+    folders, and ssh_pub_keys/ (found and bounded at load: edibuild/config/paths.py)."""
     files: set[Path] = {n.path for n in project.lxd_profiles}
-    dirs = {n.path.parent for n in project.playbooks}
-    dirs.add(project.file.parent / "ssh_pub_keys")
     for node in project.playbooks:
         files.add(node.path)
-    for folder in dirs:
-        if folder.is_dir() and folder.name not in ("projects", "playbooks"):
-            files.update(p for p in folder.rglob("*") if p.is_file())
+        files.update(node.files)
+    files.update(project.ssh_keys)
     return tuple(sorted(files))
 
 
@@ -152,13 +148,8 @@ def create_profiles(client: pylxd.Client, project: Project, name: str) -> list[s
     names = []
     for node in project.lxd_profiles:
         variables = {**project.parameters, **node.parameters, **bootstrap_vars(project)}
-        try:
-            template = jinja2.Template(node.path.read_text(), undefined=jinja2.StrictUndefined)
-            spec = yaml.safe_load(template.render(variables)) or {}
-        except (OSError, jinja2.TemplateError, yaml.YAMLError) as exc:
-            raise ConfigError(
-                f"LXD profile {node.key}: {exc}", location=project.where("lxd_profiles", node.key)
-            ) from exc
+        # The same sandboxed, bounded rendering and parsing as project files.
+        spec = read_layer(node.path, variables).data
         profile = f"{name}-{lxdnames.safe_name(node.key)}"
         lxd.create_profile(client, profile, spec)
         names.append(profile)
@@ -293,9 +284,7 @@ def make_plan(ctx: StageContext, client: pylxd.Client, image: str) -> Plan:
     """Compute the layer keys of this run and find the longest cached prefix."""
     project = ctx.project
     shared = [n.path for n in project.lxd_profiles]
-    keys_dir = project.file.parent / "ssh_pub_keys"
-    if keys_dir.is_dir():
-        shared.extend(p for p in keys_dir.rglob("*") if p.is_file())
+    shared.extend(project.ssh_keys)
     common = layers.common_config(_config(project))
     keys = layers.layer_keys(project, image, ctx.stage.code_version, common, shared)
     return layers.plan(client, project, keys, image, layers.enabled(project))
