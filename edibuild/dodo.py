@@ -17,8 +17,8 @@ def load() -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
     from stages import all_stages
 
     doit_ext.install()
-    workspace = Workspace.from_environment()
     try:
+        workspace = Workspace.from_environment()
         projects = load_projects(workspace.projects_dir, shipped_dir=workspace.shipped_dir)
         engine = Engine(workspace, projects, all_stages())
         for project in projects:  # validate every stage's slice now, not halfway through

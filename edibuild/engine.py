@@ -32,6 +32,7 @@ from edibuild.run import say
 from edibuild.stage import Stage, StageContext, Tool
 from edibuild.store import Cache, Entry, ProjectArtifacts
 from edibuild.userstage import user_stages
+from edibuild.values import epoch
 from edibuild.workspace import Workspace
 
 DEFAULT_SOURCE_DATE_EPOCH = 1704067200  # 2024-01-01T00:00:00Z, when a project sets none
@@ -72,8 +73,13 @@ def described(what: str, func: Callable[..., Any], *args: Any) -> Described:
 def source_date_epoch(project: Project) -> int:
     """The timestamp outputs are clamped to: the project's, SOURCE_DATE_EPOCH, or a default."""
     export = project.section("export") or {}
-    value = export.get("source_date_epoch") or os.environ.get("SOURCE_DATE_EPOCH")
-    return int(value) if value else DEFAULT_SOURCE_DATE_EPOCH
+    if export.get("source_date_epoch") is not None:
+        where = project.where("export", "source_date_epoch")
+        return epoch(export["source_date_epoch"], key="export.source_date_epoch", location=where)
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return DEFAULT_SOURCE_DATE_EPOCH
+    return epoch(value, key="SOURCE_DATE_EPOCH", location=None)
 
 
 class Engine:
@@ -439,10 +445,23 @@ class Engine:
     # -- cleaning and reporting ------------------------------------------------------
 
     def clean_stage(self, project: Project, stage: Stage, dryrun: bool = False) -> None:
-        """Remove a stage's artifacts, its cache entry and external state it created."""
+        """Remove a stage's artifacts, its cache entry and external state it created.
+
+        A refusal (a path outside the artifact folder or cache, LXD unreachable) stops
+        the clean with one message and exit code 1; doit itself would print a traceback
+        and exit 0.
+        """
+        try:
+            self._clean_stage(project, stage, dryrun)
+        except EdibuildError as exc:
+            print(f"edibuild: error: {stage.name}:{project.name}: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    def _clean_stage(self, project: Project, stage: Stage, dryrun: bool) -> None:
         arts = self.artifacts(project)
         if dryrun:
-            outputs = arts.outputs(stage.name) or {}
+            arts.removable(stage.name)  # refuses what a real clean would refuse
+            outputs = arts.checked_outputs(stage.name) or {}
             for out in outputs.values():
                 print(f"{stage.name}:{project.name} - would remove {arts.dir / out.file}")
             return

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edibuild.engine import source_date_epoch
+from edibuild.fsutil import remove_tree
 from edibuild.project import Json, Project
 from edibuild.run import output, say
 from edibuild.stage import Stage, StageContext, Tool
@@ -171,7 +172,7 @@ def build(ctx: StageContext) -> Json:
     say(f"export: packing {len(installed)} packages' root file system")
     compress = f"zstd -q -T0 {ZSTD_LEVEL}"
     ctx.run(tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress), env=ctx.env)
-    shutil.rmtree(tree)
+    remove_tree(tree, ctx.workdir)
     return {"packages": installed}
 
 
