@@ -453,9 +453,8 @@ class Engine:
         """
         try:
             self._clean_stage(project, stage, dryrun)
-        except EdibuildError as exc:
-            print(f"edibuild: error: {stage.name}:{project.name}: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
+        except EdibuildError as exc:  # doit captures stderr here: Python prints this one
+            raise SystemExit(f"edibuild: error: {stage.name}:{project.name}: {exc}") from None
 
     def _clean_stage(self, project: Project, stage: Stage, dryrun: bool) -> None:
         arts = self.artifacts(project)

@@ -338,7 +338,7 @@ def _label(reader: _Reader, name: str, filesystem: str) -> str:
         reader.data.get("label", name),
         key=".".join(keys),
         location=reader.project.where(*keys),
-        what=f"a {filesystem} partition label",
+        what=f"a partition label for {filesystem}",
         forbidden=LABEL_FORBIDDEN[filesystem],
         hint=f"use letters, digits, - and _ (not {LABEL_FORBIDDEN[filesystem]})",
     )

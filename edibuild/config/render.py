@@ -114,11 +114,13 @@ def _bounded(chunks: Iterator[str]) -> str:
     """Join rendered chunks, stopping with RenderLimit past RENDERED_MAX characters."""
     parts: list[str] = []
     size = 0
+    line = 1  # the source line the text being written comes from (after the last marker)
     for chunk in chunks:
         size += len(chunk)
+        marks = _MARK.findall(chunk)
+        if marks:
+            line = int(marks[-1]) + 1
         if size > RENDERED_MAX:
-            marks = _MARK.findall("".join(parts[-64:]) + chunk)
-            line = int(marks[-1]) if marks else None
             raise RenderLimit(f"the rendered text is longer than {RENDERED_MAX} characters", line)
         parts.append(chunk)
     return "".join(parts)
