@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edibuild.errors import UnsafePath
+from edibuild.errors import EdibuildError, UnsafePath
 from edibuild.run import run
 
 CHUNK = 1024 * 1024
@@ -99,6 +99,10 @@ def remove_file(path: Path, *roots: Path) -> bool:
         real.unlink()
     except FileNotFoundError:
         return False
+    except OSError as error:  # a folder where a file was expected, a read-only file system
+        raise EdibuildError(
+            f"cannot delete {path}: {error.strerror}", hint="remove or fix it by hand"
+        ) from None
     return True
 
 

@@ -299,7 +299,9 @@ class ProjectArtifacts:
         """What `remove` would delete: outputs, pointer, key, manifest and log (checked)."""
         paths = [self.dir / o.file for o in (self.checked_outputs(stage) or {}).values()]
         paths += [self.pointer(stage), self.key_file(stage), self.manifest(stage), self.log(stage)]
-        return [confined(path, self.dir) for path in paths]
+        for path in paths:
+            confined(path, self.dir)
+        return paths
 
     def remove(self, stage: str) -> list[Path]:
         """Remove a stage's installed outputs, pointer, key, manifest and log."""

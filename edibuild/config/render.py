@@ -8,9 +8,9 @@ markers back: errors then point at the line the user wrote.
 Project files are not trusted (a colleague's branch, a repository cloned to try it), and
 rendering happens on every doit command, planning included. So templates run in Jinja2's
 ImmutableSandboxedEnvironment (no attributes starting with `_`, no calls that change
-data, no loader: `{% include %}` and `{% import %}` reach no file), repetition with `*`
-and `**` is bounded, the output is capped at RENDERED_MAX characters and rendering at
-RENDER_SECONDS seconds. A template that tries anything else gets a ConfigError.
+data, no loader: `{% include %}` and `{% import %}` reach no file), `*`, `**` and `+`
+cannot make huge values, the output is capped at RENDERED_MAX characters and rendering
+at RENDER_SECONDS seconds. A template that tries anything else gets a ConfigError.
 """
 
 from __future__ import annotations
@@ -51,19 +51,26 @@ class RenderLimit(Exception):
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox, with `*` and `**` unable to make huge values."""
+    """Jinja2's immutable sandbox, with `*`, `**` and `+` unable to make huge values."""
 
-    intercepted_binops = frozenset(["*", "**"])
+    intercepted_binops = frozenset(["*", "**", "+"])
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        """Apply `*` or `**` unless it would make a value far beyond any configuration."""
+        """Apply `*`, `**` or `+` unless it would make a value far beyond any configuration."""
+        ints = isinstance(left, int) and isinstance(right, int)
         if operator_name == "*":
             for seq, count in ((left, right), (right, left)):
                 sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
                 if sized and len(seq) * count > REPEAT_MAX:
                     raise RenderLimit(f"`*` would make {len(seq) * count} items")
+            if ints and abs(left).bit_length() + abs(right).bit_length() > POWER_BITS_MAX:
+                raise RenderLimit("`*` would make a huge number")
             return operator.mul(left, right)
-        ints = isinstance(left, int) and isinstance(right, int)
+        if operator_name == "+":
+            sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+            if sized and len(left) + len(right) > REPEAT_MAX:
+                raise RenderLimit(f"`+` would make {len(left) + len(right)} items")
+            return operator.add(left, right)
         if ints and abs(left) > 1 and right * abs(left).bit_length() > POWER_BITS_MAX:
             raise RenderLimit(f"`{left} ** {right}` would make a huge number")
         return super().call_binop(context, operator_name, left, right)

@@ -270,3 +270,10 @@ def test_artifacts_may_live_inside_the_projects_folder(
 def test_outputs_keep_their_fields(tmp_path: Path) -> None:
     arts = arts_with_pointer(tmp_path, record("demo.img"))
     assert arts.outputs("disk") == {"image": Output("demo.img", DIGEST, 8)}
+
+
+def test_a_folder_where_a_file_belongs_is_a_message_not_a_crash(tmp_path: Path) -> None:
+    arts = arts_with_pointer(tmp_path, record("demo.img"))
+    arts.log("disk").mkdir(parents=True)  # log/disk.log is a folder
+    with pytest.raises(EdibuildError, match="cannot delete"):
+        arts.remove("disk")

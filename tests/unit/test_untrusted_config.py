@@ -120,6 +120,9 @@ def test_a_project_file_named_dots_is_refused() -> None:
         ("'x' * 10 ** 9", "beyond its limits"),
         ("[0] * 10 ** 9", "beyond its limits"),
         ("9 ** 999999", "beyond its limits"),
+        ("(9 ** 1000) * (9 ** 1000)", "beyond its limits"),
+        ("('x' * 999999) + ('x' * 999999)", "beyond its limits"),
+        ("(range(99999) | list) + (range(99999) | list) * 10", "beyond its limits"),
         ("(" * 3000 + "1" + ")" * 3000, "nested too deeply"),
     ],
 )
