@@ -163,10 +163,23 @@ def _build(
 
 
 def clean_stage(session: Session, project: Project, stage: Stage, dryrun: bool = False) -> None:
-    """Remove a stage's artifacts, its cache entry and external state it created."""
+    """Remove a stage's artifacts, its cache entry and external state it created.
+
+    A refusal (a path outside the artifact folder or cache, LXD unreachable) stops the
+    clean with one message and exit code 1; doit itself would print a traceback and
+    exit 0.
+    """
+    try:
+        _clean(session, project, stage, dryrun)
+    except EdibuildError as exc:  # doit captures stderr here: Python prints this one
+        raise SystemExit(f"edibuild: error: {stage.name}:{project.name}: {exc}") from None
+
+
+def _clean(session: Session, project: Project, stage: Stage, dryrun: bool) -> None:
     arts = session.artifacts(project)
     if dryrun:
-        for out in (arts.outputs(stage.name) or {}).values():
+        arts.removable(stage.name)  # refuses what a real clean would refuse
+        for out in (arts.checked_outputs(stage.name) or {}).values():
             print(f"{stage.name}:{project.name} - would remove {arts.dir / out.file}")
         return
     key = arts.installed_key(stage.name)

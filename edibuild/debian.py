@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edibuild.fsutil import remove_tree
+from edibuild.fsutil import remove_file, remove_tree
 from edibuild.stage import StageContext
 
 # Host-specific or volatile state that never belongs in an artifact.
@@ -50,12 +50,9 @@ def strip_host_state(tree: Path) -> None:
             for child in path.iterdir():
                 if child.name in ("partial", "lock"):
                     continue
-                if child.is_dir() and not child.is_symlink():
-                    remove_tree(child)
-                else:
-                    child.unlink()
+                remove_tree(child, tree)  # a symlink goes itself, never what it names
         elif path.exists() or path.is_symlink():
-            path.unlink()
+            remove_file(path, tree)
     machine_id = tree / "etc/machine-id"
     if machine_id.exists():
         machine_id.write_text("")

@@ -59,3 +59,7 @@ class CommandFailed(EdibuildError):
 
 class StageFailed(EdibuildError):
     """A stage could not produce its artifacts for a reason the stage explains."""
+
+
+class UnsafePath(EdibuildError):
+    """A path edibuild was asked to delete lies outside the folders it owns."""

@@ -1,4 +1,12 @@
-"""Small file-system primitives: atomic writes, digests, mount-aware removal."""
+"""Small file-system primitives: atomic writes, digests, and the one checked way to delete.
+
+Every deletion edibuild makes (cleaning, installing new outputs over old ones, scratch
+space, trimming the cache) goes through `remove_file` or `remove_tree`, which take the
+roots the path must lie in: the path's folder is resolved (symlinks followed; the last
+component is not, so a symlink is removed, never its target) and anything not strictly
+inside one of the roots is refused with an UnsafePath error, whatever named it (a
+tampered pointer file, an odd project name).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from edibuild.errors import EdibuildError, UnsafePath
 from edibuild.run import run
 
 CHUNK = 1024 * 1024
@@ -57,10 +66,44 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def unlink(path: Path) -> None:
-    """Remove a file if it exists."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+def confined(path: Path, *roots: Path) -> Path:
+    """Return `path` with its folder resolved when it lies strictly inside one of `roots`.
+
+    The last component is kept as it is (a symlink stays the link); `.`, `..` and the
+    roots themselves are refused. Raises UnsafePath otherwise.
+    """
+    if path.name in ("", ".", ".."):
+        raise _unsafe(path, roots)
+    real = path.parent.resolve() / path.name
+    for root in roots:
+        top = root.resolve()
+        if real != top and real.is_relative_to(top):
+            return real
+    raise _unsafe(path, roots)
+
+
+def _unsafe(path: Path, roots: tuple[Path, ...]) -> UnsafePath:
+    where = ", ".join(str(root) for root in roots) or "no folder"
+    return UnsafePath(
+        f"refusing to delete {path}: it is not inside {where}",
+        hint="edibuild deletes only inside the project's artifact folder, the cache and "
+        "its scratch space; a file that names others (a pointer in .state/, say) was "
+        "edited by hand or by another tool: check it, then remove it yourself",
+    )
+
+
+def remove_file(path: Path, *roots: Path) -> bool:
+    """Remove a file (or symlink) inside `roots` if it exists; True when it did."""
+    real = confined(path, *roots)
+    try:
+        real.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as error:  # a folder where a file was expected, a read-only file system
+        raise EdibuildError(
+            f"cannot delete {path}: {error.strerror}", hint="remove or fix it by hand"
+        ) from None
+    return True
 
 
 def mounts_below(path: Path) -> list[Path]:
@@ -78,10 +121,13 @@ def mounts_below(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
-def remove_tree(path: Path) -> None:
-    """Unmount anything below `path`, then delete it without crossing file systems."""
-    if not path.exists() and not path.is_symlink():
+def remove_tree(path: Path, *roots: Path) -> None:
+    """Unmount anything below `path` (inside `roots`), then delete it on its file system."""
+    real = confined(path, *roots)
+    if real.is_symlink() or not real.is_dir():  # a link goes, never what it points at
+        with contextlib.suppress(FileNotFoundError):
+            real.unlink()
         return
-    for point in mounts_below(path):
+    for point in mounts_below(real):
         run(["umount", "--lazy", point], check=False)
-    run(["rm", "-rf", "--one-file-system", "--", path])
+    run(["rm", "-rf", "--one-file-system", "--", real])

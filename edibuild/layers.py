@@ -54,13 +54,10 @@ def node_files(node: Node) -> list[Path]:
     """The files a playbook may read: itself and, in its own directory, every file.
 
     A playbook directly in a shared `playbooks/` or `projects/` folder counts alone
-    (the same rule as configure's plugin list).
+    (the same rule as configure's plugin list; found and bounded at load, see
+    edibuild/config/paths.py).
     """
-    files = {node.path}
-    folder = node.path.parent
-    if folder.is_dir() and folder.name not in ("projects", "playbooks"):
-        files.update(p for p in folder.rglob("*") if p.is_file())
-    return sorted(files)
+    return sorted({node.path, *node.files})
 
 
 def files_digest(files: Sequence[Path], base: Path) -> dict[str, str]:

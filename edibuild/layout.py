@@ -17,6 +17,13 @@ vfat, efi, swap, bios; default from the filesystem), `size` (bytes, `256MiB`, or
 rootfs subtree the partition holds; the partition named `root` holds `/` by default:
 the whole tree minus the other partitions' contents), `bootable`, `start` (a fixed
 offset) and `options` (extra mkfs arguments). Without `content` a partition is empty.
+
+Sizes are whole numbers of bytes, computed exactly (`1.5GiB` is 1610612736, no float
+rounding), at most MAX_SIZE; a partition must end within what its table addresses
+(MBR: 2 TiB with 512-byte sectors; GPT: TABLE_LIMIT["gpt"]). `bootable` is true or
+false. Labels are plain text: no control characters, and none of the characters the
+file system or the sfdisk script cannot hold (LABEL_FORBIDDEN); lengths are counted
+the way the file system stores them (ext4: UTF-8 bytes; vfat: bytes; GPT: UTF-16 units).
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
+from edibuild import names, values
 from edibuild.errors import ConfigError
 from edibuild.project import Json, Project
 
@@ -49,6 +58,16 @@ PART_TYPES: Mapping[str, tuple[str, str]] = {
 }
 DEFAULT_TYPE = {"ext4": "linux", "vfat": "vfat", "none": "linux"}
 LABEL_MAX = {"ext4": 16, "vfat": 11, "none": 36}
+GPT_NAME_MAX = 36  # UTF-16 code units of a GPT partition name
+# Characters a label cannot hold: vfat's reserved ones (mkfs.vfat refuses them), and on
+# every file system the quote and backslash that would end or escape the GPT name in the
+# sfdisk script edibuild writes.
+LABEL_FORBIDDEN = {"ext4": '"\\', "vfat": '"\\*+,./:;<=>?[]|', "none": '"\\'}
+TIB = 1024**4
+# The end of the last partition: what a table can address with 512-byte sectors (MBR:
+# 32-bit sector numbers), and a sane cap for GPT images built as (sparse) files.
+TABLE_LIMIT = {"msdos": 2 * TIB, "gpt": 64 * TIB}
+MAX_SIZE = max(TABLE_LIMIT.values())
 MBR_MAX_PARTITIONS = 4
 LAYOUT_KEYS = ("table", "alignment", "partitions")
 PARTITION_KEYS = (
@@ -58,8 +77,8 @@ UNITS = {
     "": 1, "B": 1, "K": KiB, "KiB": KiB, "M": MiB, "MiB": MiB, "G": GiB, "GiB": GiB,
     "T": 1024 * GiB, "TiB": 1024 * GiB,
 }  # fmt: skip
-NODE_KEY = re.compile(r"^(\d+)_([a-z][a-z0-9_]*)$")
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+NODE_KEY = names.PARTITION_KEY
+SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
 
 
 @dataclass(frozen=True)
@@ -151,19 +170,21 @@ def format_size(value: int) -> str:
 
 
 def parse_size(value: object) -> int:
-    """Parse `256MiB`, `4M`, `1.5GiB` or a plain byte count; ValueError if malformed."""
-    if isinstance(value, bool):
+    """Parse `256MiB`, `4M`, `1.5GiB` or a plain byte count exactly; ValueError if malformed."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int):
-        number, unit = float(value), ""
+        number, unit = Fraction(value), ""
     else:
-        match = SIZE_RE.match(str(value))
+        match = SIZE_RE.fullmatch(value)
         if match is None or match.group(2) not in UNITS:
             raise ValueError(f"{value!r} is not a size")
-        number, unit = float(match.group(1)), match.group(2)
+        number, unit = Fraction(match.group(1)), match.group(2)
     size = number * UNITS[unit]
-    if size != int(size) or size < 0:
+    if size.denominator != 1 or size < 0:
         raise ValueError(f"{value!r} is not a whole number of bytes")
+    if size > MAX_SIZE:
+        raise ValueError(f"{value!r} is larger than {format_size(MAX_SIZE)}")
     return int(size)
 
 
@@ -254,7 +275,7 @@ def parse_layout(project: Project) -> Layout:
 
 
 def _order(project: Project, key: str) -> int:
-    match = NODE_KEY.match(key)
+    match = NODE_KEY.fullmatch(key)
     if match is None:
         raise ConfigError(
             f"partition key {key!r} is not of the form NN_name",
@@ -268,16 +289,10 @@ def _order(project: Project, key: str) -> int:
 def _partition(project: Project, key: str, data: Json, number: int, align: int) -> Partition:
     reader = _Reader(project, ("layout", "partitions", key), data)
     reader.known(PARTITION_KEYS)
-    name = NODE_KEY.match(key).group(2)  # type: ignore[union-attr]
+    name = NODE_KEY.fullmatch(key).group(2)  # type: ignore[union-attr]
     filesystem = reader.choice("filesystem", FILESYSTEMS, "ext4")
     ptype = reader.choice("type", tuple(PART_TYPES), DEFAULT_TYPE[filesystem])
-    label = str(reader.data.get("label", name))
-    if not label or len(label) > LABEL_MAX[filesystem]:
-        reader.fail(
-            f"label {label!r} must have 1 to {LABEL_MAX[filesystem]} characters for {filesystem}",
-            hint=None,
-            field="label",
-        )
+    label = _label(reader, name, filesystem)
     auto = reader.data.get("size") == "auto"
     size = None if auto else reader.size("size", None, multiple=4 * KiB)
     if size is None and not auto:
@@ -306,10 +321,37 @@ def _partition(project: Project, key: str, data: Json, number: int, align: int) 
         size=size,
         margin=reader.size("margin", 0) or 0,
         content=content,
-        bootable=bool(reader.data.get("bootable", False)),
+        bootable=values.boolean(
+            reader.data.get("bootable", False),
+            key=f"layout.partitions.{key}.bootable",
+            location=project.where("layout", "partitions", key, "bootable"),
+        ),
         start=reader.size("start", None, multiple=SECTOR),
         options=tuple(options),
     )
+
+
+def _label(reader: _Reader, name: str, filesystem: str) -> str:
+    """The partition's label: plain text the file system and the GPT name can hold."""
+    keys = (*reader.path, "label")
+    label = values.text(
+        reader.data.get("label", name),
+        key=".".join(keys),
+        location=reader.project.where(*keys),
+        what=f"a partition label for {filesystem}",
+        forbidden=LABEL_FORBIDDEN[filesystem],
+        hint=f"use letters, digits, - and _ (not {LABEL_FORBIDDEN[filesystem]})",
+    )
+    limit = LABEL_MAX[filesystem]
+    stored = len(label.encode("utf-16-le")) // 2 if filesystem == "none" else len(label.encode())
+    gpt = len(label.encode("utf-16-le")) // 2
+    if stored > limit or gpt > GPT_NAME_MAX:
+        reader.fail(
+            f"label {label!r} must have 1 to {limit} characters for {filesystem}",
+            hint="shorten it (counted as stored: an accented letter takes two bytes)",
+            field="label",
+        )
+    return label
 
 
 def _content(reader: _Reader, name: str) -> str | None:
@@ -389,6 +431,17 @@ def place(layout: Layout, sizes: Mapping[str, int], project: Project | None = No
             )
         placements.append(Placement(part, start, size))
         cursor = start + size
+        tail = GPT_TAIL if layout.table == "gpt" else 0
+        if align_up(cursor + tail, layout.alignment) > TABLE_LIMIT[layout.table]:
+            raise ConfigError(
+                f"partition {part.key} ends at {format_size(cursor)}, beyond the "
+                f"{format_size(TABLE_LIMIT[layout.table])} a {layout.table} table addresses",
+                hint="shrink the partitions, or use `table: gpt` for disks beyond 2 TiB",
+                location=project.where("layout", "partitions", part.key, "size")
+                if project
+                else None,
+                key=f"layout.partitions.{part.key}.size",
+            )
     tail = GPT_TAIL if layout.table == "gpt" else 0
     return DiskPlan(layout.table, tuple(placements), align_up(cursor + tail, layout.alignment))
 

@@ -20,6 +20,9 @@ class Node:
     key: str
     path: Path
     parameters: Mapping[str, Json] = field(default_factory=dict)
+    # The files of the plugin's folder it may read (playbooks: templates, files, roles),
+    # found and bounded at load (edibuild/config/paths.py); inputs of the stage using it.
+    files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Project:
     sections: Mapping[str, Json]
     # Key path -> where it was last set; used to point errors at a file and line.
     locations: Mapping[tuple[str, ...], Location] = field(default_factory=dict)
+    # The files of the project folder's ssh_pub_keys/ (bounded like a plugin folder).
+    ssh_keys: tuple[Path, ...] = ()
 
     def where(self, *keys: str) -> Location:
         """Return the location of the deepest known prefix of `keys` (the project file else)."""

@@ -3,7 +3,8 @@
 Layout (principle 3 of the design: content addressed):
   <cache>/blobs/ab/<sha256>          immutable outputs, named by their content
   <cache>/keys/<stage>/<key>.json    input key -> output digests and info (action cache)
-  <cache>/tmp/<stage>-<project>-<pid>-<n>/   scratch space of running builds
+  <cache>/tmp/<stage>+<project>+<pid>-<n>/   scratch space of running builds ('+' is in
+                                     no name, so a stage's leftovers are told apart exactly)
   <artifacts>/<project>/<file>       hard links to the blobs: what users flash and ship
   <artifacts>/<project>/.state/<stage>.json   the doit target: output digests only, so an
                                      identical rebuild leaves it unchanged (early cut-off)
@@ -18,17 +19,35 @@ import contextlib
 import fcntl
 import itertools
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edibuild.fsutil import read_json, remove_tree, sha256_file, unlink, write_atomic, write_json
+from edibuild.errors import UnsafePath
+from edibuild.fsutil import (
+    confined,
+    read_json,
+    remove_file,
+    remove_tree,
+    sha256_file,
+    write_atomic,
+    write_json,
+)
+from edibuild.names import is_name
 from edibuild.project import Json
 from edibuild.run import run, say
 
 _counter = itertools.count()
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+SCRATCH_SEP = "+"
+
+
+def is_digest(text: object) -> bool:
+    """True for a sha256 hex digest (what names blobs and input keys)."""
+    return isinstance(text, str) and _DIGEST.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -61,7 +80,12 @@ class Cache:
         self.root = root
 
     def blob(self, sha256: str) -> Path:
-        """Path of the blob with this digest."""
+        """Path of the blob with this digest (UnsafePath for anything but a digest)."""
+        if not is_digest(sha256):
+            raise UnsafePath(
+                f"{sha256!r} is not a sha256 digest: no blob of {self.root} has that name",
+                hint="a cache entry or pointer was edited by hand; remove it",
+            )
         return self.root / "blobs" / sha256[:2] / sha256
 
     def entry_path(self, stage: str, key: str) -> Path:
@@ -71,10 +95,12 @@ class Cache:
     def peek(self, stage: str, key: str) -> Entry | None:
         """Like `lookup`, but only reading: for explanations, which must change nothing."""
         data = read_json(self.entry_path(stage, key))
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or not isinstance(data.get("outputs"), dict):
             return None
         outputs: dict[str, Output] = {}
-        for name, out in data.get("outputs", {}).items():
+        for name, out in data["outputs"].items():
+            if not _output_record(out) or not isinstance(out.get("mtime_ns"), int):
+                return None  # not an entry this code wrote: never trusted
             try:
                 st = self.blob(out["sha256"]).stat()
             except OSError:
@@ -106,7 +132,7 @@ class Cache:
             blob = self.blob(digest)
             blob.parent.mkdir(parents=True, exist_ok=True)
             if blob.exists():
-                path.unlink()
+                remove_file(path, self.root)
             else:
                 os.chmod(path, 0o444)
                 os.replace(path, blob)
@@ -145,29 +171,39 @@ class Cache:
 
     def forget(self, stage: str, key: str) -> None:
         """Drop an action-cache entry (its blobs stay until the cache is trimmed)."""
-        unlink(self.entry_path(stage, key))
+        remove_file(self.entry_path(stage, key), self.root / "keys")
+
+    @property
+    def scratch_root(self) -> Path:
+        """Where builds get their scratch space (on the cache's file system)."""
+        return self.root / "tmp"
 
     @contextlib.contextmanager
     def scratch(self, stage: str, project: str) -> Iterator[Path]:
         """A fresh scratch directory on the cache's file system, removed afterwards."""
-        base = self.root / "tmp"
+        base = self.scratch_root
         self.remove_stale_scratch(stage, project)
-        path = base / f"{stage}-{project}-{os.getpid()}-{next(_counter)}"
+        name = SCRATCH_SEP.join((stage, project, f"{os.getpid()}-{next(_counter)}"))
+        path = base / name
+        confined(path, base)
         path.mkdir(parents=True)
         try:
             yield path
         finally:
-            remove_tree(path)
+            remove_tree(path, base)
 
     def remove_stale_scratch(self, stage: str, project: str) -> None:
         """Remove scratch left by a killed build of the same stage and project."""
-        base = self.root / "tmp"
+        base = self.scratch_root
         if not base.is_dir():
             return
-        for path in base.glob(f"{stage}-{project}-*"):
-            pid = path.name[len(f"{stage}-{project}-") :].split("-")[0]
+        for path in base.iterdir():
+            parts = path.name.split(SCRATCH_SEP)
+            if len(parts) != 3 or parts[:2] != [stage, project]:
+                continue
+            pid = parts[2].split("-")[0]
             if pid.isdigit() and not _alive(int(pid)):
-                remove_tree(path)
+                remove_tree(path, base)
 
 
 def _alive(pid: int) -> bool:
@@ -184,6 +220,8 @@ class ProjectArtifacts:
     """The artifact directory of one project: links to blobs, pointers, manifests, logs."""
 
     def __init__(self, root: Path, project: str) -> None:
+        if not is_name(project):  # project names are checked at load; this is the last line
+            raise UnsafePath(f"{project!r} is not a project name: no folder of {root}")
         self.dir = root / project
 
     def pointer(self, stage: str) -> Path:
@@ -203,11 +241,29 @@ class ProjectArtifacts:
         return self.dir / "log" / f"{stage}.log"
 
     def outputs(self, stage: str) -> dict[str, Output] | None:
-        """The installed outputs of a stage, or None if it has none."""
-        data = read_json(self.pointer(stage))
-        if not isinstance(data, dict):
+        """The installed outputs of a stage; None if it has none or a pointer edibuild
+        did not write (for deciding what to build; deleting uses `checked_outputs`)."""
+        try:
+            return self.checked_outputs(stage)
+        except UnsafePath:
             return None
-        return {n: Output(o["file"], o["sha256"], o["size"]) for n, o in data["outputs"].items()}
+
+    def checked_outputs(self, stage: str) -> dict[str, Output] | None:
+        """The installed outputs of a stage, or None; UnsafePath for a pointer naming
+        anything but plain files of this folder (it was edited: never acted upon)."""
+        pointer = self.pointer(stage)
+        data = read_json(pointer)
+        if data is None:
+            return None
+        records = data.get("outputs") if isinstance(data, dict) else None
+        if not isinstance(records, dict) or not all(map(_output_record, records.values())):
+            raise UnsafePath(
+                f"{pointer} is not a pointer edibuild wrote: it must name plain files of "
+                f"{self.dir} with their sha256 and size",
+                hint="it was edited by hand or by another tool: check the files it names, "
+                "then delete it (the stage then runs again)",
+            )
+        return {n: Output(o["file"], o["sha256"], o["size"]) for n, o in records.items()}
 
     def installed_key(self, stage: str) -> str | None:
         """The input key of the installed outputs, if any."""
@@ -231,45 +287,54 @@ class ProjectArtifacts:
 
     def install(self, cache: Cache, entry: Entry, manifest: Mapping[str, Any]) -> None:
         """Link an entry's blobs into place; the pointer is removed first and written last."""
-        old = self.outputs(entry.stage) or {}
-        unlink(self.pointer(entry.stage))
+        old = self.checked_outputs(entry.stage) or {}
         for out in entry.outputs.values():
-            _link(cache.blob(out.sha256), self.dir / out.file)
+            confined(self.dir / out.file, self.dir)
+        remove_file(self.pointer(entry.stage), self.dir)
+        for out in entry.outputs.values():
+            _link(cache.blob(out.sha256), self.dir / out.file, self.dir)
         keep = {o.file for o in entry.outputs.values()}
         for out in old.values():
             if out.file not in keep:
-                unlink(self.dir / out.file)
-        write_json(self.manifest(entry.stage), manifest)
-        write_atomic(self.key_file(entry.stage), (entry.key + "\n").encode())
+                remove_file(self.dir / out.file, self.dir)
+        write_json(confined(self.manifest(entry.stage), self.dir), manifest)
+        write_atomic(confined(self.key_file(entry.stage), self.dir), (entry.key + "\n").encode())
         pointer = {
             "stage": entry.stage,
             "outputs": {n: o.as_json() for n, o in sorted(entry.outputs.items())},
         }
-        write_json(self.pointer(entry.stage), pointer)
+        write_json(confined(self.pointer(entry.stage), self.dir), pointer)
+
+    def removable(self, stage: str) -> list[Path]:
+        """What `remove` would delete: outputs, pointer, key, manifest and log (checked)."""
+        paths = [self.dir / o.file for o in (self.checked_outputs(stage) or {}).values()]
+        paths += [self.pointer(stage), self.key_file(stage), self.manifest(stage), self.log(stage)]
+        for path in paths:
+            confined(path, self.dir)
+        return paths
 
     def remove(self, stage: str) -> list[Path]:
         """Remove a stage's installed outputs, pointer, key, manifest and log."""
-        removed = []
-        paths = [self.dir / o.file for o in (self.outputs(stage) or {}).values()]
-        paths += [self.pointer(stage), self.key_file(stage), self.manifest(stage), self.log(stage)]
-        for path in paths:
-            if path.exists():
-                _check_inside(path, self.dir)
-                unlink(path)
-                removed.append(path)
-        return removed
+        paths = self.removable(stage)  # every path is checked before the first goes
+        return [path for path in paths if remove_file(path, self.dir)]
 
 
-def _check_inside(path: Path, root: Path) -> None:
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise RuntimeError(f"refusing to touch {path}: outside {root}")
+def _output_record(out: Any) -> bool:
+    """True for {"file": a plain file name, "sha256": a digest, "size": bytes}."""
+    return (
+        isinstance(out, dict)
+        and is_name(out.get("file"))
+        and is_digest(out.get("sha256"))
+        and isinstance(out.get("size"), int)
+        and not isinstance(out.get("size"), bool)
+    )
 
 
-def _link(blob: Path, dest: Path) -> None:
+def _link(blob: Path, dest: Path, root: Path) -> None:
     """Put a blob at dest atomically: a hard link, or a sparse copy across file systems."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
-    unlink(tmp)
+    remove_file(tmp, root)
     try:
         os.link(blob, tmp)
     except OSError:

@@ -3,6 +3,8 @@
 What any project's installed outputs point at is never removed: the blobs behind
 `artifacts/*/.state/*.json` and the cache entries of their keys. Entries are used
 (touched) on every cache hit, so their modification time orders them by last use.
+Only what the listing of `blobs/` and `keys/` finds is removed, each file through the
+checked removal of edibuild/fsutil.py: what an entry or pointer names is never a path.
 """
 
 from __future__ import annotations
@@ -10,22 +12,23 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from edibuild.errors import EdibuildError
-from edibuild.fsutil import read_json, unlink
-from edibuild.store import Cache
+from edibuild.fsutil import read_json, remove_file
+from edibuild.store import Cache, is_digest
 
 FRESH_SECONDS = 3600
 UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 def parse_budget(text: str) -> int:
-    """'20GiB' / '500M' / '1000000' -> bytes."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?B)?\s*", text, re.IGNORECASE)
+    """'20GiB' / '500M' / '1.5T' / '1000000' -> bytes (exactly: no float rounding)."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(i?B)?\s*", text, re.IGNORECASE)
     if match is None:
         raise EdibuildError(f"cannot read the cache budget {text!r}", hint="write e.g. 20GiB")
-    return int(float(match.group(1)) * UNITS[match.group(2).upper()])
+    return int(Fraction(match.group(1)) * UNITS[match.group(2).upper()])
 
 
 @dataclass
@@ -45,23 +48,32 @@ def protected_state(artifacts_root: Path) -> tuple[set[str], set[str]]:
     keys: set[str] = set()
     for pointer in artifacts_root.glob("*/.state/*.json"):
         data = read_json(pointer)
-        if isinstance(data, dict):
-            digests.update(o["sha256"] for o in data.get("outputs", {}).values())
+        outputs = data.get("outputs") if isinstance(data, dict) else None
+        if isinstance(outputs, dict):
+            digests.update(_digests(outputs))
         key_file = pointer.with_suffix(".key")
         if key_file.exists():
             keys.add(f"{pointer.stem}/{key_file.read_text().strip()}")
     return digests, keys
 
 
-def _keep(path: Path) -> None:
-    """What a dry run does instead of removing a file."""
+def _keep(path: Path, *roots: Path) -> bool:
+    """What a dry run does instead of removing a file: nothing."""
+    return False
 
 
-def _blobs(cache: Cache) -> dict[str, tuple[int, float]]:
+def _digests(outputs: dict[str, object]) -> set[str]:
+    """The well-formed sha256 digests of an entry's or pointer's outputs."""
+    found = (out.get("sha256") for out in outputs.values() if isinstance(out, dict))
+    return {str(digest) for digest in found if is_digest(digest)}
+
+
+def _blobs(cache: Cache) -> dict[str, tuple[Path, int, float]]:
     found = {}
     for blob in (cache.root / "blobs").glob("*/*"):
-        st = blob.stat()
-        found[blob.name] = (st.st_size, st.st_mtime)
+        st = blob.lstat()
+        if is_digest(blob.name) and blob.parent.name == blob.name[:2]:
+            found[blob.name] = (blob, st.st_size, st.st_mtime)
     return found
 
 
@@ -70,17 +82,19 @@ def trim(cache: Cache, artifacts_root: Path, budget: int, dry_run: bool = False)
 
     With `dry_run` nothing is removed: the report says what a trim would remove.
     """
-    remove = _keep if dry_run else unlink
+    remove = _keep if dry_run else remove_file
     keep_digests, keep_keys = protected_state(artifacts_root)
     blobs = _blobs(cache)
-    total = before = sum(size for size, _ in blobs.values())
-    entries = sorted((cache.root / "keys").glob("*/*.json"), key=lambda p: p.stat().st_mtime)
+    blob_root, key_root = cache.root / "blobs", cache.root / "keys"
+    total = before = sum(size for _, size, _ in blobs.values())
+    entries = sorted(key_root.glob("*/*.json"), key=lambda p: p.lstat().st_mtime)
     referenced: dict[str, set[str]] = {}
     for entry in entries:
-        data = read_json(entry) or {}
-        referenced[f"{entry.parent.name}/{entry.stem}"] = {
-            o["sha256"] for o in data.get("outputs", {}).values()
-        }
+        data = read_json(entry)
+        outputs = data.get("outputs") if isinstance(data, dict) else None
+        referenced[f"{entry.parent.name}/{entry.stem}"] = (
+            _digests(outputs) if isinstance(outputs, dict) else set()
+        )
     removed_entries = removed_blobs = 0
     for entry in entries:
         if total <= budget:
@@ -88,24 +102,25 @@ def trim(cache: Cache, artifacts_root: Path, budget: int, dry_run: bool = False)
         name = f"{entry.parent.name}/{entry.stem}"
         if name in keep_keys:
             continue
-        remove(entry)
+        remove(entry, key_root)
         removed_entries += 1
         digests = referenced.pop(name)
         still_used = set().union(*referenced.values()) | keep_digests
         for digest in digests - still_used:
             if digest in blobs:
-                remove(cache.blob(digest))
-                total -= blobs.pop(digest)[0]
+                path, size, _ = blobs.pop(digest)
+                remove(path, blob_root)
+                total -= size
                 removed_blobs += 1
     # Blobs no entry names (left by forgotten entries) go too, oldest first.
     still_used = set().union(*referenced.values()) | keep_digests
     recent = time.time() - FRESH_SECONDS
-    for digest, (size, mtime) in sorted(blobs.items(), key=lambda kv: kv[1][1]):
+    for digest, (path, size, mtime) in sorted(blobs.items(), key=lambda kv: kv[1][2]):
         if total <= budget:
             break
         # A fresh blob may belong to a build that has not written its entry yet.
         if digest not in still_used and mtime < recent:
-            remove(cache.blob(digest))
+            remove(path, blob_root)
             total -= size
             removed_blobs += 1
     return TrimReport(before, total, removed_entries, removed_blobs, len(keep_digests))

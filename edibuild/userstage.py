@@ -15,6 +15,12 @@ The command (or the script, when there is no command) runs in scratch space with
 placeholders `{input:STAGE.OUTPUT}`, `{output:NAME}`, `{param:NAME}` and `{script}`
 replaced, and the same values in the environment (EDIBUILD_INPUT_STAGE_OUTPUT,
 EDIBUILD_OUTPUT_NAME, EDIBUILD_PARAM_NAME). Up-to-date rules are the built-in stages'.
+
+Names follow edibuild/names.py: the stage name (the key without `NN_`) is a WORD and not
+the name of a built-in stage, a helper task or a doit command; output names are WORDs,
+output files NAMEs that no other stage of the project writes (nor `log`, `.state` or a
+manifest). A stage it reads must run for the project: reading a switched-off stage
+(`inputs: [mender.artifact]` without a `mender` section) is an error, not a silent drop.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from edibuild import names
 from edibuild.errors import ConfigError
 from edibuild.project import Json, Project
 from edibuild.stage import Stage, StageContext
@@ -45,11 +52,25 @@ def user_stages(project: Project, known: Sequence[Stage]) -> tuple[Stage, ...]:
     nodes = project.section("postprocessing") or {}
     stages: list[Stage] = []
     available = {s.name: s for s in known}
+    running = _running(project, known)
+    written = {
+        file: stage for stage in running for file in available[stage].outputs(project).values()
+    }
     for key, node in nodes.items():
-        stage = _make_stage(project, key, node, available)
+        stage = _make_stage(project, key, node, available, running, written)
         available[stage.name] = stage
+        running.add(stage.name)
         stages.append(stage)
     return tuple(stages)
+
+
+def _running(project: Project, known: Sequence[Stage]) -> set[str]:
+    """The built-in stages that run for the project (enabled, and all they read too)."""
+    running: set[str] = set()
+    for stage in known:
+        if all(up in running for up in stage.upstream) and stage.enabled(project):
+            running.add(stage.name)
+    return running
 
 
 def _error(project: Project, key: str, field: str, message: str, hint: str) -> ConfigError:
@@ -61,16 +82,36 @@ def _error(project: Project, key: str, field: str, message: str, hint: str) -> C
     )
 
 
-def _make_stage(project: Project, key: str, node: Any, available: Mapping[str, Stage]) -> Stage:
+def _check_stage_name(project: Project, key: str, available: Mapping[str, Stage]) -> str:
+    """The stage name of node `key`: a WORD no other stage, helper task or command has."""
     name = stage_name(key)
-    if name in available:
-        raise _error(
-            project,
-            key,
-            "path",
-            f"the stage name {name!r} is taken",
-            "rename the node (its name without the number is the stage name)",
+    location, dotted = project.where("postprocessing", key), f"postprocessing.{key}"
+    what = "the stage name (the node key without its NN_ prefix)"
+    names.check_name(name, what, location=location, key=dotted, word=True)
+    taken = (
+        "a built-in stage" if name in available else
+        "a helper task or a doit command" if name in names.RESERVED_TASKS else None
+    )  # fmt: skip
+    if taken is not None:
+        raise ConfigError(
+            f"the stage name {name!r} is taken by {taken}",
+            location=location,
+            key=dotted,
+            hint="rename the node (its name without the number is the stage name); taken: "
+            + ", ".join(sorted({*available, *names.RESERVED_TASKS})),
         )
+    return name
+
+
+def _make_stage(
+    project: Project,
+    key: str,
+    node: Any,
+    available: Mapping[str, Stage],
+    running: set[str],
+    written: dict[str, str],
+) -> Stage:
+    name = _check_stage_name(project, key, available)
     unknown = sorted(set(node) - set(NODE_KEYS))
     if unknown:
         raise _error(
@@ -80,8 +121,8 @@ def _make_stage(project: Project, key: str, node: Any, available: Mapping[str, S
             f"unknown key {unknown[0]!r}",
             f"a postprocessing node has: {', '.join(NODE_KEYS)}",
         )
-    outputs = _outputs(project, key, node.get("outputs"))
-    inputs = _inputs(project, key, node.get("inputs") or [], available)
+    outputs = _outputs(project, key, node.get("outputs"), name, written)
+    inputs = _inputs(project, key, node.get("inputs") or [], available, running)
     command = node.get("command")
     if command is None and not node.get("path"):
         raise _error(
@@ -118,7 +159,10 @@ def _make_stage(project: Project, key: str, node: Any, available: Mapping[str, S
     )
 
 
-def _outputs(project: Project, key: str, raw: Any) -> dict[str, str]:
+def _outputs(
+    project: Project, key: str, raw: Any, stage: str, written: dict[str, str]
+) -> dict[str, str]:
+    """Check output names (WORDs) and files (NAMEs no other stage writes); record them."""
     if not isinstance(raw, dict) or not raw:
         raise _error(
             project,
@@ -127,22 +171,43 @@ def _outputs(project: Project, key: str, raw: Any) -> dict[str, str]:
             "must map output names to file names",
             "e.g. outputs: {image: my-image.img.zst}",
         )
+    env_names: dict[str, str] = {}
     for name, file in raw.items():
-        if not isinstance(file, str) or "/" in file or file.startswith("."):
-            raise _error(
-                project,
-                key,
-                "outputs",
-                f"output {name!r} needs a plain file name",
-                "no folders, no leading dot",
+        location = project.where("postprocessing", key, "outputs", name)
+        dotted = f"postprocessing.{key}.outputs.{name}"
+        names.check_name(name, "the output name", location=location, key=dotted, word=True)
+        names.check_name(file, "the output file", location=location, key=dotted)
+        clash = _env_name("OUTPUT", name)
+        if clash in env_names:
+            raise ConfigError(
+                f"outputs {env_names[clash]!r} and {name!r} would share {clash}",
+                location=location,
+                key=dotted,
+                hint="give outputs names that differ in more than - and _",
             )
+        env_names[clash] = name
+        reserved = file in names.RESERVED_FILES or file.endswith(names.MANIFEST_SUFFIX)
+        if reserved or file in written:
+            owner = "edibuild's own files" if reserved else f"the {written[file]} stage"
+            raise ConfigError(
+                f"the output file {file!r} is taken by {owner}",
+                location=location,
+                key=dotted,
+                hint="give it a file name of its own in artifacts/<project>/ (not log, "
+                ".state, *.manifest.json or another stage's output)",
+            )
+        written[file] = stage
     return dict(raw)
 
 
 def _inputs(
-    project: Project, key: str, raw: Any, available: Mapping[str, Stage]
+    project: Project,
+    key: str,
+    raw: Any,
+    available: Mapping[str, Stage],
+    running: set[str],
 ) -> list[tuple[str, str]]:
-    if not isinstance(raw, list):
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
         raise _error(
             project,
             key,
@@ -152,7 +217,7 @@ def _inputs(
         )
     inputs = []
     for item in raw:
-        stage, _, output = str(item).partition(".")
+        stage, _, output = item.partition(".")
         if stage not in available:
             raise _error(
                 project,
@@ -161,14 +226,23 @@ def _inputs(
                 f"no stage {stage!r} before this one",
                 f"stages: {', '.join(available)}",
             )
-        names = available[stage].outputs(project)
-        if output not in names:
+        if stage not in running:
+            raise _error(
+                project,
+                key,
+                "inputs",
+                f"the {stage} stage does not run for this project, so {item} is never made",
+                f"give the project what {stage} needs (its section, e.g. `{stage}:`), or "
+                f"read another stage; running: {', '.join(sorted(running))}",
+            )
+        outputs = available[stage].outputs(project)
+        if output not in outputs:
             raise _error(
                 project,
                 key,
                 "inputs",
                 f"stage {stage} has no output {output!r}",
-                f"its outputs: {', '.join(names)}",
+                f"its outputs: {', '.join(outputs)}",
             )
         inputs.append((stage, output))
     return inputs

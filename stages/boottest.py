@@ -43,6 +43,7 @@ from edibuild.errors import CommandFailed, ConfigError, StageFailed
 from edibuild.layout import Layout, Partition, parse_layout
 from edibuild.project import Json, Project
 from edibuild.stage import Stage, StageContext, Tool
+from edibuild.values import bad_character
 
 KEYS = ("timeout", "expect", "memory", "append", "machine", "dtb")
 CONSOLE_TAIL = 30
@@ -106,14 +107,16 @@ def parse_boottest(project: Project) -> BootTest | None:
         raise fail(f"boot tests run {' and '.join(MACHINES)} images only, not {arch}",
                    "remove the boottest section for this project")  # fmt: skip
     test = BootTest(**raw)
-    for key in ("timeout", "memory"):
+    for key, most in (("timeout", 86400), ("memory", 256 * 1024)):
         value = getattr(test, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise fail(f"{key} must be a positive whole number, not {value!r}", "", key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= most:
+            raise fail(
+                f"{key} must be a positive whole number (at most {most}), not {value!r}", "", key
+            )
     if not isinstance(test.expect, str) or not test.expect:
         raise fail("expect must be a non-empty string", 'expect: "login:"', "expect")
-    if not isinstance(test.append, str):
-        raise fail("append must be a string", 'append: "quiet"', "append")
+    if not isinstance(test.append, str) or bad_character(test.append) is not None:
+        raise fail("append must be a one-line string", 'append: "quiet"', "append")
     _check_machine(test, arch, fail)
     return test
 

@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
-import yaml
-
+from edibuild.config.layers import read_layer
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.lazy import lazy_import
 from edibuild.lxd import devices, names
@@ -53,7 +51,6 @@ else:  # loaded when a build needs them, not at every doit start
     layers = lazy_import("edibuild.layers")
     client = lazy_import("edibuild.lxd.client")
     playbook = lazy_import("edibuild.ansible.playbook")
-
 
 
 def container_prefix(project: Project) -> str:
@@ -111,15 +108,13 @@ def container_environment(epoch: int) -> dict[str, str]:
 
 
 def _plugins(project: Project) -> tuple[Path, ...]:
-    """Every file the playbooks may read: their directories, and ssh_pub_keys/."""
+    """Every file the playbooks may read: profiles, playbooks with the files of their
+    folders, and ssh_pub_keys/ (found and bounded at load: edibuild/config/paths.py)."""
     files: set[Path] = {n.path for n in project.lxd_profiles}
-    dirs = {n.path.parent for n in project.playbooks}
-    dirs.add(project.file.parent / "ssh_pub_keys")
     for node in project.playbooks:
         files.add(node.path)
-    for folder in dirs:
-        if folder.is_dir() and folder.name not in ("projects", "playbooks"):
-            files.update(p for p in folder.rglob("*") if p.is_file())
+        files.update(node.files)
+    files.update(project.ssh_keys)
     return tuple(sorted(files))
 
 
@@ -141,13 +136,8 @@ def create_profiles(backend: ContainerBackend, project: Project, name: str) -> l
     made = []
     for node in project.lxd_profiles:
         variables = {**project.parameters, **node.parameters, **bootstrap_vars(project)}
-        try:
-            template = jinja2.Template(node.path.read_text(), undefined=jinja2.StrictUndefined)
-            spec = yaml.safe_load(template.render(variables)) or {}
-        except (OSError, jinja2.TemplateError, yaml.YAMLError) as exc:
-            raise ConfigError(
-                f"LXD profile {node.key}: {exc}", location=project.where("lxd_profiles", node.key)
-            ) from exc
+        # The same sandboxed, bounded rendering and parsing as project files.
+        spec = read_layer(node.path, variables).data
         profile = names.profile(name, node.key)
         backend.create_profile(profile, spec, names.labels(project.name))
         made.append(profile)
@@ -293,9 +283,7 @@ def make_plan(ctx: StageContext, backend: ContainerBackend, image: str) -> Plan:
     """Compute the layer keys of this run and find the longest cached prefix."""
     project = ctx.project
     shared = [n.path for n in project.lxd_profiles]
-    keys_dir = project.file.parent / "ssh_pub_keys"
-    if keys_dir.is_dir():
-        shared.extend(p for p in keys_dir.rglob("*") if p.is_file())
+    shared.extend(project.ssh_keys)
     common = layers.common_config(_config(project))
     keys = layers.layer_keys(project, image, ctx.stage.code_version, common, shared)
     return layers.plan(backend, project, keys, image, layers.enabled(project))

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edibuild.errors import StageFailed
 from edibuild.fsimage import derive_hex, derive_uuid
 from edibuild.layout import PART_TYPES, SECTOR, DiskPlan, Layout, parse_layout, place
 from edibuild.project import Json, Project
 from edibuild.stage import Stage, StageContext, Tool
+from edibuild.values import bad_character
 
 CHUNK = 1024 * 1024
 ZEROS = bytes(CHUNK)
@@ -32,7 +34,7 @@ def sfdisk_script(plan: DiskPlan, key: str) -> str:
         fields = [f"start={placed.start // SECTOR}", f"size={placed.size // SECTOR}"]
         if gpt:
             fields += [f"type={gpt_type}", f"uuid={derive_uuid(key, 'part:' + part.name)}",
-                       f'name="{part.label}"']  # fmt: skip
+                       f'name="{_script_text(part.label)}"']  # fmt: skip
             if part.bootable:
                 fields.append("attrs=LegacyBIOSBootable")
         else:
@@ -41,6 +43,14 @@ def sfdisk_script(plan: DiskPlan, key: str) -> str:
                 fields.append("bootable")
         lines.append(", ".join(fields))
     return "\n".join(lines) + "\n"
+
+
+def _script_text(text: str) -> str:
+    """A quoted value of the sfdisk script: refused if it could end the quote or the line
+    (parse_layout refuses such labels already; this is the check where it is written)."""
+    if bad_character(text) is not None or '"' in text or "\\" in text:
+        raise StageFailed(f"the partition label {text!r} cannot be written to sfdisk's script")
+    return text
 
 
 def copy_sparse(source: Path, target: Path, offset: int) -> int:

@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from edibuild.fsutil import remove_tree
 from edibuild.project import Json, Project
 from edibuild.reproducible import source_date_epoch
 from edibuild.run import output, say
@@ -171,7 +172,7 @@ def build(ctx: StageContext) -> Json:
     say(f"export: packing {len(installed)} packages' root file system")
     compress = f"zstd -q -T0 {ZSTD_LEVEL}"
     ctx.run(tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress), env=ctx.env)
-    shutil.rmtree(tree)
+    remove_tree(tree, ctx.workdir)
     return {"packages": installed}
 
 

@@ -16,6 +16,7 @@ from edibuild.errors import ConfigError
 from edibuild.layout import parse_layout
 from edibuild.project import Json, Project
 from edibuild.stage import Stage, StageContext, Tool
+from edibuild.values import bad_character
 
 KEYS = ("device_type", "artifact_name")
 
@@ -35,7 +36,12 @@ def _fail(project: Project, message: str, hint: str, *keys: str) -> ConfigError:
 
 
 def _text(project: Project, field: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or any(c.isspace() for c in value)
+        or bad_character(value) is not None
+    ):
         raise _fail(project, f"{field} must be a non-empty word without spaces, not {value!r}",
                     f"for example {field}: raspberrypi3", field)  # fmt: skip
     return value

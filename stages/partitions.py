@@ -12,11 +12,11 @@ same inputs give bit-identical images.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from edibuild import fsimage
 from edibuild.errors import CommandFailed, ConfigError
+from edibuild.fsutil import remove_tree
 from edibuild.layout import Layout, Partition, auto_size, format_size, parse_layout
 from edibuild.project import Json, Project
 from edibuild.stage import Stage, StageContext, Tool
@@ -167,7 +167,7 @@ def build(ctx: StageContext) -> Json:
         }
     finally:
         for name in ["rootfs"] + [f"content-{p.name}" for p in layout.partitions]:
-            shutil.rmtree(ctx.scratch(name), ignore_errors=True)
+            remove_tree(ctx.scratch(name), ctx.workdir)
 
 
 STAGE = Stage(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edibuild.config.host import Host
+from edibuild.config.paths import find_inside
 from edibuild.config.render import render
 from edibuild.config.suggest import expect_str_list
 from edibuild.config.yamlpos import Layer, parse
@@ -13,18 +14,27 @@ from edibuild.errors import ConfigError, Location
 from edibuild.project import Json
 
 OVERLAY_DIR = "overlays"
+MAX_FILE_BYTES = 1024 * 1024  # a project file, include, overlay or LXD profile
 
 
 def read_layer(file: Path, variables: Mapping[str, Json]) -> Layer:
     """Render one file with Jinja2 and parse it as YAML with key locations."""
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(
             f"cannot read the file: {error}",
             location=Location(file),
             hint="check that it exists, is readable and is UTF-8 text",
         ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"the file is larger than {MAX_FILE_BYTES // 1024} KiB",
+            location=Location(file),
+            hint="a configuration file is a few KiB; split it into includes",
+        )
     return parse(render(text, file, variables), file)
 
 
@@ -37,7 +47,15 @@ def overlay_files(projects_dir: Path, host: Host) -> tuple[Path, ...]:
 
 def read_overlays(projects_dir: Path, host: Host, builtins: Mapping[str, Json]) -> list[Layer]:
     """Read the local overlays; they may set parameters and sections but not `include`."""
-    layers = [read_layer(file, builtins) for file in overlay_files(projects_dir, host)]
+    files = overlay_files(projects_dir, host)
+    for file in files:
+        if not file.resolve().is_relative_to(projects_dir.resolve()):
+            raise ConfigError(
+                f"the overlay is a symlink leading outside the projects folder ({file.resolve()})",
+                location=Location(file),
+                hint=f"copy the file into {projects_dir / OVERLAY_DIR}",
+            )
+    layers = [read_layer(file, builtins) for file in files]
     for layer in layers:
         if "include" in layer.data:
             raise ConfigError(
@@ -50,16 +68,21 @@ def read_overlays(projects_dir: Path, host: Host, builtins: Mapping[str, Json]) 
 
 
 def expand_includes(
-    layer: Layer, variables: Mapping[str, Json], shipped_dir: Path, stack: tuple[Path, ...]
+    layer: Layer, variables: Mapping[str, Json], roots: tuple[Path, Path], stack: tuple[Path, ...]
 ) -> list[Layer]:
-    """Return the layers `layer` includes, each after its own includes (depth first)."""
+    """Return the layers `layer` includes, each after its own includes (depth first).
+
+    `roots` are the project's folder and edibuild's shipped projects folder: includes are
+    looked up beside the including file, then in the shipped folder, and must resolve
+    inside one of the roots.
+    """
     result: list[Layer] = []
     entries = expect_str_list(
         layer.data.get("include", []), "include", layer.where("include"), "file names"
     )
     for index, entry in enumerate(entries):
         location = layer.where("include", str(index))
-        file = _find_include(entry, layer.file.parent, shipped_dir, location)
+        file = _find_include(entry, layer.file.parent, roots, location)
         if file in stack:
             chain = " -> ".join(str(path) for path in (*stack, file))
             raise ConfigError(
@@ -77,18 +100,20 @@ def expand_includes(
                 hint="set parameters in the project file or an overlay; in an included file "
                 "give defaults with {{ name | default('value') }}",
             )
-        result.extend(expand_includes(included, variables, shipped_dir, (*stack, file)))
+        result.extend(expand_includes(included, variables, roots, (*stack, file)))
         result.append(included)
     return result
 
 
-def _find_include(entry: str, folder: Path, shipped_dir: Path, location: Location) -> Path:
+def _find_include(entry: str, folder: Path, roots: tuple[Path, Path], location: Location) -> Path:
     """Find an include beside the including file first, then in edibuild's projects/."""
-    candidates = (folder / entry, shipped_dir / entry)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    tried = ", ".join(dict.fromkeys(str(c) for c in candidates))
+    candidates = (folder, roots[1])
+    found = find_inside(
+        entry, candidates, roots, what="included file", key="include", location=location
+    )
+    if found is not None:
+        return found
+    tried = ", ".join(dict.fromkeys(str(base / entry) for base in candidates))
     raise ConfigError(
         f"included file {entry!r} not found; tried: {tried}",
         location=location,

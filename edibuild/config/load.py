@@ -8,29 +8,49 @@ from pathlib import Path
 from edibuild.config.host import BUILTIN_PREFIX, Host
 from edibuild.config.layers import expand_includes, read_layer, read_overlays
 from edibuild.config.merge import deep_merge, merge_layers
+from edibuild.config.paths import folder_files
 from edibuild.config.plugins import NODE_SECTIONS, node_section
 from edibuild.config.suggest import expect_mapping
 from edibuild.config.validate import (
     TOP_LEVEL_KEYS,
     bootstrap,
     check_description,
+    check_export,
     check_top_level,
 )
 from edibuild.config.yamlpos import KeyPath, Layer
 from edibuild.errors import ConfigError, Location
+from edibuild.names import check_name
 from edibuild.project import Json, Node, Project
+from edibuild.values import check_parameters
+
+SSH_KEYS_DIR = "ssh_pub_keys"
 
 
 def load_project(path: Path, *, shipped_dir: Path, host: Host | None = None) -> Project:
     """Render, merge and validate one project file (the project name is the file stem)."""
+    check_name(
+        path.stem if path.suffix == ".yml" else path.name,
+        "project name (the file name without .yml)",
+        location=Location(path),
+        key=None,
+    )
     file = path.resolve()
+    if not file.is_relative_to(path.parent.resolve()):
+        raise ConfigError(
+            f"the project file is a symlink leading outside its folder ({file})",
+            location=Location(path),
+            hint=f"copy the file into {path.parent}, or point EDIBUILD_PROJECTS at its folder",
+        )
+    file = path.parent.resolve() / path.name  # the name is the project's, not the target's
     shipped = shipped_dir.resolve()
     host = host or Host.detect()
     builtins = host.builtins(file)
     own = read_layer(file, builtins)
     overlays = read_overlays(file.parent, host, builtins)
     parameters = _parameters([own, *overlays], builtins)
-    includes = expand_includes(own, {**builtins, **parameters}, shipped, (file,))
+    roots = (file.parent, shipped)
+    includes = expand_includes(own, {**builtins, **parameters}, roots, (file.resolve(),))
     data, locations = merge_layers([*includes, own, *overlays])
     data.pop("include", None)
     return _project(file, shipped, data, locations, parameters)
@@ -79,6 +99,8 @@ def _project(
         return Location(file)
 
     check_top_level(data, where)
+    check_parameters(parameters, where, "parameters")
+    check_export(data.get("export"), where)
     dirs = (file.parent, shipped)
     nodes: dict[str, tuple[Node, ...]] = {}
     for section in NODE_SECTIONS:
@@ -99,7 +121,14 @@ def _project(
         playbooks=nodes.get("playbooks", ()),
         sections=_ordered(data),
         locations=kept,
+        ssh_keys=_ssh_keys(file.parent, dirs),
     )
+
+
+def _ssh_keys(project_dir: Path, dirs: tuple[Path, Path]) -> tuple[Path, ...]:
+    """The files of the project folder's ssh_pub_keys/ (every playbook may read them)."""
+    folder = project_dir / SSH_KEYS_DIR
+    return folder_files(folder, dirs, key=SSH_KEYS_DIR, location=Location(folder))
 
 
 def _ordered(data: dict[str, Json]) -> dict[str, Json]:

@@ -6,26 +6,22 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from edibuild.config.paths import find_inside, folder_files, plugin_folder
 from edibuild.config.suggest import did_you_mean, expect_mapping, expect_str
 from edibuild.errors import ConfigError, Location
+from edibuild.names import check_name
 from edibuild.project import Json, Node
+from edibuild.values import check_parameters
 
 NODE_SECTIONS = ("lxd_profiles", "playbooks", "postprocessing")
 NODE_KEYS = ("path", "parameters", "skip")
 # Sections whose nodes may carry keys that a later stage validates.
 OPEN_NODE_SECTIONS = ("postprocessing",)
+# Sections whose plugins may read every file of their folder (see config/paths.py).
+FOLDER_SECTIONS = ("playbooks",)
 _LEADING_INT = re.compile(r"^(\d+)")
 
 Where = Callable[..., Location]
-
-
-def resolve_plugin(relative: str, project_dir: Path, shipped_dir: Path) -> Path | None:
-    """Find a plugin file beside the project first, then in edibuild's shipped projects."""
-    for base in plugin_dirs(project_dir, shipped_dir):
-        candidate = base / relative
-        if candidate.is_file():
-            return candidate.resolve()
-    return None
 
 
 def plugin_dirs(project_dir: Path, shipped_dir: Path) -> tuple[Path, ...]:
@@ -35,14 +31,22 @@ def plugin_dirs(project_dir: Path, shipped_dir: Path) -> tuple[Path, ...]:
     return (project_dir, shipped_dir)
 
 
-def require_plugin(value: Json, key: str, where: Where, dirs: tuple[Path, Path]) -> Path:
-    """Resolve a plugin path value or raise a ConfigError listing the places tried."""
+def require_plugin(
+    value: Json, key: str, where: Where, dirs: tuple[Path, Path], host_roots: tuple[Path, ...] = ()
+) -> Path:
+    """Resolve a plugin path value (inside the project or shipped folder) or raise."""
     location = where(*key.split("."))
     relative = expect_str(value, key, location, "the path of a plugin file")
-    found = resolve_plugin(relative, *dirs)
+    bases = plugin_dirs(*dirs)
+    found = find_inside(
+        relative, bases, dirs, what="plugin file", key=key, location=location,
+        host_roots=host_roots,
+    )  # fmt: skip
     if found is not None:
         return found
-    tried = ", ".join(str(base / relative) for base in plugin_dirs(*dirs))
+    tried = ", ".join(str(base / relative) for base in bases)
+    if Path(relative).is_absolute():
+        tried = relative
     raise ConfigError(
         f"plugin file {relative!r} not found; tried: {tried}",
         location=location,
@@ -65,15 +69,21 @@ def node_section(
     data: dict[str, Json] = {}
     nodes: list[Node] = []
     for name in sorted(mapping, key=sort_key):
+        check_name(name, "node key", location=where(section, name), key=f"{section}.{name}")
         node = _node_mapping(section, name, mapping[name], where)
         if node.get("skip", False):
             continue
         node.pop("skip", None)
         if "path" in node or section not in OPEN_NODE_SECTIONS:
-            path = require_plugin(node.get("path"), f"{section}.{name}.path", where, dirs)
+            key = f"{section}.{name}.path"
+            path = require_plugin(node.get("path"), key, where, dirs)
             node["path"] = str(path)
             parameters = node.get("parameters", {})
-            nodes.append(Node(name, path, parameters))
+            files: tuple[Path, ...] = ()
+            folder = plugin_folder(path, dirs) if section in FOLDER_SECTIONS else None
+            if folder is not None:
+                files = folder_files(folder, dirs, key=key, location=where(section, name, "path"))
+            nodes.append(Node(name, path, parameters, files))
         data[name] = node
     return data, tuple(nodes)
 
@@ -99,4 +109,5 @@ def _node_mapping(section: str, name: str, value: Json, where: Where) -> dict[st
         )
     if "parameters" in node:
         expect_mapping(node["parameters"], f"{key}.parameters", where(section, name, "parameters"))
+        check_parameters(node["parameters"], where, section, name, "parameters")
     return node

@@ -10,6 +10,7 @@ from edibuild.config.plugins import NODE_SECTIONS, Where, require_plugin
 from edibuild.config.suggest import did_you_mean, expect_mapping, expect_str, expect_str_list
 from edibuild.errors import ConfigError
 from edibuild.project import Bootstrap, Json
+from edibuild.values import bad_character, epoch
 
 TOP_LEVEL_KEYS = (
     "description", "parameters", "include", "bootstrap", "lxd", "lxd_profiles", "playbooks",
@@ -54,7 +55,15 @@ EDI_BOOTSTRAP_KEYS = {
     "repository": "edibuild splits edi's repository line into `mirror`, `suite` and `components`",
     "repository_key": "edibuild takes a keyring file: `keyring`",
 }
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?$")
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?")
+# What sources.list and debootstrap's --components can hold: no spaces, no commas.
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/-]*")
+# The characters of a URL (RFC 3986): no spaces, quotes or control characters, which
+# would split or extend the sources.list line the mirror is written into.
+_URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+EXPORT_KEYS = ("source_date_epoch",)
+# Where `bootstrap.keyring` may also point: the keyrings Debian packages install.
+HOST_KEYRINGS = (Path("/usr/share/keyrings"),)
 
 
 def check_top_level(data: dict[str, Json], where: Where) -> None:
@@ -84,7 +93,32 @@ def check_description(value: Json, where: Where, default: str) -> str:
             key="description",
             hint="it is shown by `doit list`; put longer notes in YAML comments",
         )
+    char = bad_character(text.strip())
+    if char is not None:
+        raise ConfigError(
+            f"description holds the control character {char!r}",
+            location=where("description"),
+            key="description",
+            hint="it is printed on terminals by `doit list`; use plain text",
+        )
     return text.strip()
+
+
+def check_export(value: Json, where: Where) -> None:
+    """Check the export section (its only key, source_date_epoch, is a whole number)."""
+    if value is None:
+        return
+    for key in expect_mapping(value, "export", where("export")):
+        if key not in EXPORT_KEYS:
+            raise ConfigError(
+                f"unknown key {key!r} in export",
+                location=where("export", key),
+                key=f"export.{key}",
+                hint=did_you_mean(key, EXPORT_KEYS),
+            )
+    if "source_date_epoch" in value:
+        key = "export.source_date_epoch"
+        epoch(value["source_date_epoch"], key=key, location=where("export", "source_date_epoch"))
 
 
 def bootstrap(value: Json, where: Where, dirs: tuple[Path, Path]) -> Bootstrap:
@@ -100,7 +134,7 @@ def bootstrap(value: Json, where: Where, dirs: tuple[Path, Path]) -> Bootstrap:
             )
     keyring = section.get("keyring")
     if keyring is not None:
-        keyring = str(require_plugin(keyring, "bootstrap.keyring", where, dirs))
+        keyring = str(require_plugin(keyring, "bootstrap.keyring", where, dirs, HOST_KEYRINGS))
     return Bootstrap(
         architecture=_choice(section, "architecture", ARCHITECTURES, _ARCH_ALIASES, where),
         suite=_choice(section, "suite", SUITES, _SUITE_ALIASES, where),
@@ -145,6 +179,15 @@ def _mirror(value: Json, where: Where) -> str:
     """Return the mirror URL (http, https or file)."""
     location = where("bootstrap", "mirror")
     url = expect_str(value, "bootstrap.mirror", location, "a mirror URL")
+    if _URL_CHARS.fullmatch(url) is None:
+        bad = next((c for c in url if _URL_CHARS.fullmatch(c) is None), "")
+        raise ConfigError(
+            f"{url!r} holds {bad!r}, which a mirror URL cannot contain",
+            location=location,
+            key="bootstrap.mirror",
+            hint="it is written into the image's sources.list: no spaces, quotes, newlines "
+            "or other control characters (percent-encode them)",
+        )
     parts = urlsplit(url)
     web = parts.scheme in ("http", "https") and parts.netloc
     if web or (parts.scheme == "file" and parts.path):
@@ -168,6 +211,15 @@ def _components(value: Json, where: Where) -> tuple[str, ...]:
             key="bootstrap.components",
             hint="use [main] (add contrib, non-free, non-free-firmware as needed)",
         )
+    for index, name in enumerate(components):
+        if _COMPONENT.fullmatch(name) is None:
+            raise ConfigError(
+                f"{name!r} is not an archive component",
+                location=where("bootstrap", "components", str(index)),
+                key="bootstrap.components",
+                hint="components are words like main, contrib, non-free-firmware "
+                "(letters, digits, . _ + / -; one per item)",
+            )
     return components
 
 
@@ -176,7 +228,7 @@ def _packages(value: Json, where: Where) -> tuple[str, ...]:
     location = where("bootstrap", "packages")
     packages = expect_str_list(value, "bootstrap.packages", location, "package names")
     for index, name in enumerate(packages):
-        if not _PACKAGE.match(name):
+        if _PACKAGE.fullmatch(name) is None:
             raise ConfigError(
                 f"{name!r} is not a Debian package name",
                 location=where("bootstrap", "packages", str(index)),

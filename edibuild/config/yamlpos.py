@@ -1,4 +1,11 @@
-"""Parse YAML safely into plain JSON data while recording the line of every key."""
+"""Parse YAML safely into plain JSON data while recording the line of every key.
+
+Parsing is bounded before anything is composed: the parser's events are counted first,
+so nesting deeper than MAX_DEPTH (libyaml's composer recurses on the C stack and can
+crash the process) and documents whose aliases expand to more than MAX_VALUES values
+(an "alias bomb": a few hundred bytes that expand to gigabytes) are refused with one
+message at the line where the limit was crossed.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +24,10 @@ from edibuild.project import Json
 KeyPath = tuple[str, ...]
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_MAX_DEPTH = 64
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+_COLLECTION_START = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_COLLECTION_END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
@@ -36,6 +46,7 @@ class Layer:
 
 def parse(rendered: Rendered, file: Path) -> Layer:
     """Parse rendered YAML into a Layer; a top-level mapping (or nothing) is required."""
+    check_events(rendered, file)
     loader = _Loader(rendered.text)
     try:
         root = loader.get_single_node()
@@ -56,6 +67,85 @@ def parse(rendered: Rendered, file: Path) -> Layer:
         )
     layer.data = data
     return layer
+
+
+@dataclass
+class _Open:
+    """A collection whose end event has not come yet."""
+
+    anchor: str | None
+    height: int = 0  # levels of nesting below it so far (aliases expanded)
+
+
+def check_events(rendered: Rendered, file: Path) -> None:
+    """Refuse YAML nested deeper than MAX_DEPTH or expanding to more than MAX_VALUES values.
+
+    Works on the parser's events only (no nodes are composed): every alias counts as the
+    number of values and the nesting of the anchored value it repeats.
+    """
+    loader = _Loader(rendered.text)
+    stack: list[_Open] = []
+    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, height) once complete
+    sizes: list[int] = []  # values so far of each open collection
+    total = 0
+
+    def limit(event: yaml.Event, message: str, hint: str) -> ConfigError:
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        return ConfigError(
+            message,
+            location=Location(file, rendered.source_line(line) if line else None),
+            key=key_at_line(rendered.text, line),
+            hint=hint,
+        )
+
+    def add(event: yaml.Event, values: int, height: int) -> None:
+        nonlocal total
+        total += values
+        if total > MAX_VALUES:
+            raise limit(
+                event,
+                f"more than {MAX_VALUES} values once its aliases are expanded",
+                "aliases that repeat aliases multiply: write the values out, or use fewer",
+            )
+        if len(stack) + height > MAX_DEPTH:
+            raise limit(
+                event,
+                f"nested more than {MAX_DEPTH} levels deep",
+                "a configuration needs a few levels; flatten the lists and mappings",
+            )
+        if stack:
+            sizes[-1] += values
+            stack[-1].height = max(stack[-1].height, height)
+
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, _COLLECTION_START):
+                add(event, 1, 1)
+                stack.append(_Open(event.anchor))
+                sizes.append(1)
+            elif isinstance(event, _COLLECTION_END):
+                done, values = stack.pop(), sizes.pop()
+                if done.anchor is not None:
+                    anchors[done.anchor] = (values, done.height + 1)
+                if stack:
+                    sizes[-1] += values - 1  # its start was counted already
+                    stack[-1].height = max(stack[-1].height, done.height + 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                add(event, 1, 0)
+                if event.anchor is not None:
+                    anchors[event.anchor] = (1, 0)
+            elif isinstance(event, yaml.AliasEvent):
+                if any(entry.anchor == event.anchor for entry in stack):
+                    raise limit(
+                        event,
+                        f"the alias *{event.anchor} repeats a value it is part of",
+                        "an alias may only repeat a value that ends before it",
+                    )
+                add(event, *anchors.get(event.anchor or "", (1, 0)))
+    except yaml.MarkedYAMLError as error:
+        raise _syntax_error(error, rendered, file) from None
+    finally:
+        loader.dispose()
 
 
 def describe(value: Json) -> str:
@@ -114,7 +204,7 @@ class _Builder:
 
     def value(self, node: yaml.Node, path: KeyPath, depth: int) -> Json:
         """Convert one node (recursively) to JSON data."""
-        if depth > _MAX_DEPTH:
+        if depth > MAX_DEPTH:
             raise self.error("nested too deeply (a recursive alias?)", node, path, "remove it")
         if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_TAGS:
             raise self.error(

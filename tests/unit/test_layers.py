@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from edibuild import layers
-from edibuild.errors import ConfigError
+from edibuild.config.paths import folder_files
+from edibuild.errors import ConfigError, Location
 from edibuild.lxd.protocol import Image
 from edibuild.project import Bootstrap, Node, Project
 from tests.fake_backend import FakeBackend
@@ -22,7 +23,8 @@ def make_project(tmp: Path, names: list[str], sections: dict[str, Any] | None = 
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "main.yml").exists():
             (folder / "main.yml").write_text(f"# {name}\n")
-        nodes.append(Node(f"{index + 1}0_{name}", folder / "main.yml", {"n": index}))
+        files = folder_files(folder, (tmp,), key="playbooks", location=Location(folder))
+        nodes.append(Node(f"{index + 1}0_{name}", folder / "main.yml", {"n": index}, files))
     return Project(
         name="demo",
         file=tmp / "demo.yml",
@@ -53,7 +55,7 @@ def test_a_file_next_to_a_playbook_counts_for_it(tmp_path: Path) -> None:
     before = keys(project)
     (tmp_path / "plugins" / "b" / "templates").mkdir()
     (tmp_path / "plugins" / "b" / "templates" / "motd.j2").write_text("hi\n")
-    after = keys(project)
+    after = keys(make_project(tmp_path, ["a", "b", "c"]))  # files are listed at load
     assert before[0] == after[0]
     assert before[1] != after[1] and before[2] != after[2]
 
