@@ -9,14 +9,14 @@ from typing import Any
 
 from edibuild import doit_ext
 from edibuild.errors import EdibuildError
-from edibuild.workspace import Workspace
+from edibuild.store.workspace import Workspace
 
 
 def load(root: Path | None = None) -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
     """Load every project and plan its tasks; bad input exits before anything runs."""
-    from edibuild import plan
     from edibuild.config import load_projects
-    from edibuild.session import Session
+    from edibuild.engine import plan
+    from edibuild.engine.session import Session
     from stages import all_stages
 
     doit_ext.install()

@@ -11,8 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from edibuild import toolpath
 from edibuild.errors import CommandFailed
+from edibuild.host import toolpath
 
 StrPath = str | os.PathLike[str]
 TAIL_LINES = 25

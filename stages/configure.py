@@ -11,7 +11,7 @@ half-configured. The export stage turns the tarball into the reproducible rootfs
 Leftovers of a killed run (same project, stage prefix, owner process gone) are
 removed when the next run starts; `clean_external` removes all of the project's.
 
-Layers (edibuild/layers.py; opt out with `lxd: {layers: false}`): after every playbook
+Layers (edibuild/lxd/layers.py; opt out with `lxd: {layers: false}`): after every playbook
 but the last, the container is tidied, stopped, published as an LXD image named by the
 key of the state so far, and started again. A later run launches from the longest
 cached prefix and runs only the playbooks after it: editing the third playbook reruns
@@ -29,26 +29,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edibuild.config.layers import read_layer
-from edibuild.errors import ConfigError, StageFailed
+from edibuild.config.includes import read_layer
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext, Tool
+from edibuild.errors import StageFailed
+from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
 from edibuild.lxd import devices, names
 from edibuild.lxd.errors import Refused
 from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
-from edibuild.project import Json, Project
-from edibuild.reproducible import source_date_epoch
 from edibuild.run import say
-from edibuild.stage import Stage, StageContext, Tool
-from edibuild.workspace import Workspace
+from edibuild.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from edibuild import aptproxy, layers
     from edibuild.ansible import playbook
-    from edibuild.layers import Plan
-    from edibuild.lxd import client
+    from edibuild.lxd import aptproxy, client, layers
+    from edibuild.lxd.layers import Plan
 else:  # loaded when a build needs them, not at every doit start
-    aptproxy = lazy_import("edibuild.aptproxy")
-    layers = lazy_import("edibuild.layers")
+    aptproxy = lazy_import("edibuild.lxd.aptproxy")
+    layers = lazy_import("edibuild.lxd.layers")
     client = lazy_import("edibuild.lxd.client")
     playbook = lazy_import("edibuild.ansible.playbook")
 
@@ -83,11 +83,13 @@ def remove_leftovers(backend: ContainerBackend, project: Project) -> list[str]:
     return removed
 
 
-def _outputs(project: Project) -> Mapping[str, str]:
+def outputs(project: Project) -> Mapping[str, str]:
+    """One output: the configured container as an LXD image tarball."""
     return {"container": "configured.tar.zst"}
 
 
-def _config(project: Project) -> Json:
+def config(project: Project) -> Json:
+    """Parameters, extra vars, playbooks, profiles, mirror, proxy hosts and the epoch."""
     boot = project.bootstrap
     return {
         "parameters": dict(project.parameters),
@@ -107,7 +109,7 @@ def container_environment(epoch: int) -> dict[str, str]:
     return {"environment.SOURCE_DATE_EPOCH": str(epoch)}
 
 
-def _plugins(project: Project) -> tuple[Path, ...]:
+def plugins(project: Project) -> tuple[Path, ...]:
     """Every file the playbooks may read: profiles, playbooks with the files of their
     folders, and ssh_pub_keys/ (found and bounded at load: edibuild/config/paths.py)."""
     files: set[Path] = {n.path for n in project.lxd_profiles}
@@ -146,8 +148,7 @@ def create_profiles(backend: ContainerBackend, project: Project, name: str) -> l
 
 def proxy_hosts(project: Project) -> list[str]:
     """Return the hosts the apt proxy may forward to: the mirror plus `lxd.proxy_hosts`."""
-    section = project.section("lxd") or {}
-    extra = [f"http://{h}/" for h in section.get("proxy_hosts", [])]
+    extra = [f"http://{h}/" for h in project.lxd.proxy_hosts]
     return aptproxy.mirror_hosts([project.bootstrap.mirror, *extra])
 
 
@@ -182,12 +183,7 @@ class Network:
 
 
 def _network_mode(backend: ContainerBackend, project: Project) -> str:
-    wanted = (project.section("lxd") or {}).get("network", "auto")
-    if wanted not in ("auto", "default", "proxy"):
-        raise ConfigError(
-            f"lxd.network must be auto, default or proxy, not {wanted!r}",
-            location=project.where("lxd", "network"),
-        )
+    wanted = project.lxd.network  # auto, default or proxy (checked at load)
     if wanted == "auto":
         wanted = "default" if backend.default_network_works() else "proxy"
     if wanted == "proxy" and not backend.endpoint.is_local:
@@ -259,12 +255,12 @@ def _launch(
 ) -> Instance:
     """Launch the container from the plan's layer, or from the imported image."""
     profiles = ["default", *create_profiles(backend, ctx.project, name)]
-    config = {
+    labels = {
         **names.labels(ctx.project.name, transient=True),
         **container_environment(ctx.source_date_epoch),
     }
     launch = functools.partial(
-        backend.launch, name, profiles=profiles, devices=net.devices, config=config
+        backend.launch, name, profiles=profiles, devices=net.devices, config=labels
     )
     if plan.start:
         after = ctx.project.playbooks[plan.start - 1].key
@@ -284,14 +280,14 @@ def make_plan(ctx: StageContext, backend: ContainerBackend, image: str) -> Plan:
     project = ctx.project
     shared = [n.path for n in project.lxd_profiles]
     shared.extend(project.ssh_keys)
-    common = layers.common_config(_config(project))
+    common = layers.common_config(config(project))
     keys = layers.layer_keys(project, image, ctx.stage.code_version, common, shared)
     return layers.plan(backend, project, keys, image, layers.enabled(project))
 
 
 def build(ctx: StageContext) -> Json:
     """Launch a container (from the imported image or a cached layer), configure, save it."""
-    backend = client.connect(ctx.project.section("lxd"), timeout=None)
+    backend = client.connect(ctx.project.lxd.connection, timeout=None)
     for name in remove_leftovers(backend, ctx.project):
         say(f"configure: removed container {name} left by an earlier run")
     image = str(json.loads(ctx.input("import", "image").read_text())["fingerprint"])
@@ -327,14 +323,15 @@ def build(ctx: StageContext) -> Json:
 
 def clean_external(project: Project) -> None:
     """Remove every configure container (and its profiles) and layer of `project`."""
-    backend = client.connect(project.section("lxd"))
+    backend = client.connect(project.lxd.connection)
     for box in list(_containers(backend, project)):
         _remove(backend, box.name)
     for alias in layers.remove_all(backend, project):
         print(f"configure:{project.name} - removed LXD image {alias}")
 
 
-def _tools(project: Project) -> tuple[Tool, ...]:
+def tools(project: Project) -> tuple[Tool, ...]:
+    """zstd compresses the published container."""
     return (Tool("zstd", "zstd"),)
 
 
@@ -342,10 +339,10 @@ STAGE = Stage(
     name="configure",
     doc="Configure the root file system with the project's Ansible playbooks in LXD",
     upstream=("import",),
-    outputs=_outputs,
-    config=_config,
+    outputs=outputs,
+    config=config,
     build=build,
-    plugins=_plugins,
-    tools=_tools,
+    plugins=plugins,
+    tools=tools,
     clean_external=clean_external,
 )

@@ -18,11 +18,12 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from edibuild.fsutil import remove_tree
-from edibuild.project import Json, Project
-from edibuild.reproducible import source_date_epoch
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext, Tool
+from edibuild.image.reproducible import source_date_epoch
 from edibuild.run import output, say
-from edibuild.stage import Stage, StageContext, Tool
+from edibuild.store.fsutil import remove_tree
 
 # Directories whose whole contents never belong in an image (the directories stay).
 # var/log/journal: the build container's journal, in a directory named by its machine
@@ -51,11 +52,13 @@ ZSTD_LEVEL = "-3"
 XATTRS = ("--xattrs", "--xattrs-include=*")
 
 
-def _outputs(project: Project) -> Mapping[str, str]:
+def outputs(project: Project) -> Mapping[str, str]:
+    """One output: the reproducible root file system tarball."""
     return {"rootfs": "rootfs.tar.zst"}
 
 
-def _config(project: Project) -> Json:
+def config(project: Project) -> Json:
+    """What is scrubbed, the compression and the epoch."""
     return {
         "emptied": list(EMPTIED),
         "files_removed": list(FILES_REMOVED),
@@ -176,7 +179,8 @@ def build(ctx: StageContext) -> Json:
     return {"packages": installed}
 
 
-def _tools(project: Project) -> tuple[Tool, ...]:
+def tools(project: Project) -> tuple[Tool, ...]:
+    """tar, zstd and dpkg-query (the package list)."""
     return (Tool("tar", "tar"), Tool("zstd", "zstd"), Tool("dpkg-query", "dpkg"))
 
 
@@ -184,8 +188,8 @@ STAGE = Stage(
     name="export",
     doc="Export the configured root file system as a reproducible tarball",
     upstream=("configure",),
-    outputs=_outputs,
-    config=_config,
+    outputs=outputs,
+    config=config,
     build=build,
-    tools=_tools,
+    tools=tools,
 )

@@ -17,9 +17,9 @@ from typing import Any
 
 import ansible_runner
 
-from edibuild import toolpath
+from edibuild.data import Json
 from edibuild.errors import StageFailed, ToolMissing
-from edibuild.project import Json
+from edibuild.host import toolpath
 from edibuild.run import say
 
 CONNECTION_PLUGINS = Path(__file__).resolve().parent / "connection"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from edibuild.project import Project
+from edibuild.config.project import Project
 
 
 def dump_config(project: Project) -> str:

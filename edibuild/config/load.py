@@ -6,23 +6,24 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edibuild.config.host import BUILTIN_PREFIX, Host
-from edibuild.config.layers import expand_includes, read_layer, read_overlays
+from edibuild.config.includes import expand_includes, read_layer, read_overlays
 from edibuild.config.merge import deep_merge, merge_layers
+from edibuild.config.names import check_name
 from edibuild.config.paths import folder_files
 from edibuild.config.plugins import NODE_SECTIONS, node_section
+from edibuild.config.project import Node, Project
+from edibuild.config.sections import parse_sections
 from edibuild.config.suggest import expect_mapping
 from edibuild.config.validate import (
     TOP_LEVEL_KEYS,
     bootstrap,
     check_description,
-    check_export,
     check_top_level,
 )
+from edibuild.config.values import check_parameters
 from edibuild.config.yamlpos import KeyPath, Layer
+from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
-from edibuild.names import check_name
-from edibuild.project import Json, Node, Project
-from edibuild.values import check_parameters
 
 SSH_KEYS_DIR = "ssh_pub_keys"
 
@@ -100,7 +101,6 @@ def _project(
 
     check_top_level(data, where)
     check_parameters(parameters, where, "parameters")
-    check_export(data.get("export"), where)
     dirs = (file.parent, shipped)
     nodes: dict[str, tuple[Node, ...]] = {}
     for section in NODE_SECTIONS:
@@ -122,6 +122,7 @@ def _project(
         sections=_ordered(data),
         locations=kept,
         ssh_keys=_ssh_keys(file.parent, dirs),
+        **parse_sections(data, where, boot.architecture),
     )
 
 

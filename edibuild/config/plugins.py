@@ -6,12 +6,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from edibuild.config.names import check_name
 from edibuild.config.paths import find_inside, folder_files, plugin_folder
+from edibuild.config.project import Node
 from edibuild.config.suggest import did_you_mean, expect_mapping, expect_str
+from edibuild.config.values import check_parameters
+from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
-from edibuild.names import check_name
-from edibuild.project import Json, Node
-from edibuild.values import check_parameters
 
 NODE_SECTIONS = ("lxd_profiles", "playbooks", "postprocessing")
 NODE_KEYS = ("path", "parameters", "skip")

@@ -18,8 +18,8 @@ import yaml
 
 from edibuild.config.keys import key_at_line
 from edibuild.config.render import Rendered
+from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
-from edibuild.project import Json
 
 KeyPath = tuple[str, ...]
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

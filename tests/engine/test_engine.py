@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from edibuild.config.project import Project
 from edibuild.errors import EdibuildError
-from edibuild.project import Project
 from tests.engine.harness import BUILDS, INTERRUPT, Harness, stages
 
 
@@ -233,8 +233,8 @@ def test_user_stage_runs_its_command_in_the_graph(h: Harness) -> None:
 
 
 def test_user_stage_with_a_bad_input_is_a_config_error(h: Harness) -> None:
+    from edibuild.engine.userstage import user_stages
     from edibuild.errors import ConfigError
-    from edibuild.userstage import user_stages
 
     base = h.project("proj")
     post = {"100_x": {"command": ["true"], "inputs": ["nope.text"], "outputs": {"o": "o"}}}

@@ -10,8 +10,8 @@ import pytest
 
 from edibuild.config import Host, describe_plugins, dump_config, load_project, load_projects
 from edibuild.config.host import debian_architecture
+from edibuild.config.project import Project
 from edibuild.config.render import _compile
-from edibuild.project import Project
 
 REPO = Path(__file__).resolve().parent.parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "projects"
@@ -51,10 +51,11 @@ def test_host_detection_follows_sudo_user(monkeypatch: pytest.MonkeyPatch) -> No
 def test_merge_order_includes_then_project_then_overlays() -> None:
     """shared.yml < common/base.yml < demo.yml < overlays; mappings merge deeply."""
     project = demo(Host("amd64", "nobody", "elsewhere"))  # only overlays/global.yml applies
-    layout = project.sections["layout"]
-    assert layout == {"size": 1, "from": "global"}
-    assert project.where("layout", "size").file == SHIPPED / "common" / "shared.yml"
-    assert project.where("layout", "from").file == LAYERED / "overlays" / "global.yml"
+    section = project.sections["boottest"]
+    assert section == {"timeout": 1, "expect": "global"}
+    assert project.where("boottest", "timeout").file == SHIPPED / "common" / "shared.yml"
+    assert project.where("boottest", "expect").file == LAYERED / "overlays" / "global.yml"
+    assert project.boottest is not None and project.boottest.expect == "global"  # typed too
     boot = project.bootstrap
     assert boot.mirror == "http://global.example/debian"
     assert boot.packages == ("python3",)  # lists are replaced, not appended
@@ -137,10 +138,12 @@ def test_sections_are_plain_json_without_include() -> None:
 
 def test_yaml_dates_become_iso_strings(tmp_path: Path) -> None:
     """Exotic YAML scalars are converted to JSON data."""
-    text = "bootstrap: {architecture: amd64, suite: bookworm}\nmender:\n  released: 2024-05-01\n"
+    text = (
+        "bootstrap: {architecture: amd64, suite: bookworm}\nparameters:\n  released: 2024-05-01\n"
+    )
     (tmp_path / "p.yml").write_text(text)
     project = load_project(tmp_path / "p.yml", shipped_dir=SHIPPED, host=TESTER)
-    assert project.sections["mender"] == {"released": "2024-05-01"}
+    assert project.parameters == {"released": "2024-05-01"}
 
 
 def test_jinja_blocks_and_lines(tmp_path: Path) -> None:

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from edibuild import layers
 from edibuild.config.paths import folder_files
+from edibuild.config.project import Bootstrap, Node, Project
+from edibuild.config.sections import with_settings
 from edibuild.errors import ConfigError, Location
+from edibuild.lxd import layers
 from edibuild.lxd.protocol import Image
-from edibuild.project import Bootstrap, Node, Project
 from tests.fake_backend import FakeBackend
 
 
@@ -25,15 +26,17 @@ def make_project(tmp: Path, names: list[str], sections: dict[str, Any] | None = 
             (folder / "main.yml").write_text(f"# {name}\n")
         files = folder_files(folder, (tmp,), key="playbooks", location=Location(folder))
         nodes.append(Node(f"{index + 1}0_{name}", folder / "main.yml", {"n": index}, files))
-    return Project(
-        name="demo",
-        file=tmp / "demo.yml",
-        description="",
-        parameters={},
-        bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
-        lxd_profiles=(),
-        playbooks=tuple(nodes),
-        sections=sections or {},
+    return with_settings(
+        Project(
+            name="demo",
+            file=tmp / "demo.yml",
+            description="",
+            parameters={},
+            bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
+            lxd_profiles=(),
+            playbooks=tuple(nodes),
+            sections=sections or {},
+        )
     )
 
 
@@ -102,7 +105,7 @@ def test_layers_opt_out_and_bad_value(tmp_path: Path) -> None:
     assert layers.enabled(make_project(tmp_path, []))
     assert not layers.enabled(make_project(tmp_path, [], {"lxd": {"layers": False}}))
     with pytest.raises(ConfigError, match=r"lxd\.layers"):
-        layers.enabled(make_project(tmp_path, [], {"lxd": {"layers": "no"}}))
+        make_project(tmp_path, [], {"lxd": {"layers": "no"}})  # refused at load
 
 
 # -- against a fake LXD image store --------------------------------------------------

@@ -24,12 +24,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edibuild.errors import ConfigError
-from edibuild.fsutil import digest_json, sha256_file
+from edibuild.config.project import Node, Project
+from edibuild.data import Json
 from edibuild.lxd import names
 from edibuild.lxd.errors import Refused
 from edibuild.lxd.protocol import ContainerBackend, Image, Instance
-from edibuild.project import Json, Node, Project
+from edibuild.store.fsutil import digest_json, sha256_file
 
 # Bump when what a layer holds changes meaning (invalidates every cached layer).
 LAYER_FORMAT = 1
@@ -40,14 +40,7 @@ COMPRESSION = "zstd"
 
 def enabled(project: Project) -> bool:
     """True unless the project opts out with `lxd: {layers: false}`."""
-    value = (project.section("lxd") or {}).get("layers", True)
-    if not isinstance(value, bool):
-        raise ConfigError(
-            f"lxd.layers must be true or false, not {value!r}",
-            location=project.where("lxd", "layers"),
-            hint="layers: false runs every playbook in a fresh container each time",
-        )
-    return value
+    return project.lxd.layers
 
 
 def node_files(node: Node) -> list[Path]:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edibuild import shipped
+from edibuild.config import shipped
 from edibuild.errors import EdibuildError
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edibuild.inputs import Digests, StageInputs, gather
-from edibuild.pipeline import Pipeline
-from edibuild.project import Json, Project
-from edibuild.stage import Stage
-from edibuild.store import Cache, ProjectArtifacts
-from edibuild.workspace import Workspace
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.inputs import Digests, StageInputs, gather
+from edibuild.engine.pipeline import Pipeline
+from edibuild.engine.stage import Stage
+from edibuild.store.artifacts import ProjectArtifacts
+from edibuild.store.cache import Cache
+from edibuild.store.workspace import Workspace
 
 
 class Session:

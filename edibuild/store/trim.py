@@ -4,7 +4,7 @@ What any project's installed outputs point at is never removed: the blobs behind
 `artifacts/*/.state/*.json` and the cache entries of their keys. Entries are used
 (touched) on every cache hit, so their modification time orders them by last use.
 Only what the listing of `blobs/` and `keys/` finds is removed, each file through the
-checked removal of edibuild/fsutil.py: what an entry or pointer names is never a path.
+checked removal of edibuild/store/fsutil.py: what an entry or pointer names is never a path.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from edibuild.errors import EdibuildError
-from edibuild.fsutil import read_json, remove_file
-from edibuild.store import Cache, is_digest
+from edibuild.store.cache import Cache, is_digest
+from edibuild.store.fsutil import read_json, remove_file
 
 FRESH_SECONDS = 3600
 UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}

@@ -4,7 +4,7 @@ Each (stage, project) pair becomes the task `STAGE:PROJECT`. Its up-to-date chec
 covers everything its output depends on: the upstream pointers (file_dep), the plugin
 files (file_dep), the stage's configuration slice and code version (one config_changed),
 and that its outputs and external state are still there. The actions are
-edibuild.build (stages) and edibuild.commands (helpers).
+edibuild.engine.build (stages) and edibuild.engine.commands (helpers).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from edibuild import build, commands
+from edibuild.config.project import Project
 from edibuild.doit_ext import Catalog
 from edibuild.doit_ext.reporter import Reporter
-from edibuild.project import Project
-from edibuild.session import Session
-from edibuild.stage import Stage
-from edibuild.workspace import Workspace
+from edibuild.engine import build, commands
+from edibuild.engine.session import Session
+from edibuild.engine.stage import Stage
+from edibuild.store.workspace import Workspace
 
 TaskDict = dict[str, Any]
 HELPERS = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edibuild import run as runner
 from edibuild.errors import StageFailed
-from edibuild.layout import KiB, MiB, align_up
+from edibuild.image.layout import KiB, MiB, align_up
 
 BLOCK = 4 * KiB
 INODE_SIZE = 256

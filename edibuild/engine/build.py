@@ -1,6 +1,6 @@
 """Run one stage of one project: reuse the cache entry of its inputs, or build and store.
 
-The stage's inputs are gathered once (edibuild/inputs.py): their key finds the cache
+The stage's inputs are gathered once (edibuild/engine/inputs.py): their key finds the cache
 entry, and they are recorded in the manifest and explain why the stage ran. A build
 runs in scratch space; its outputs move into the cache under their digest, and the
 pointer doit checks is written last (store.ProjectArtifacts.install).
@@ -17,16 +17,18 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from edibuild import explain
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine import explain
+from edibuild.engine.inputs import StageInputs
+from edibuild.engine.session import Session
+from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import EdibuildError, StageFailed
-from edibuild.fsutil import read_json
-from edibuild.inputs import StageInputs
-from edibuild.project import Json, Project
-from edibuild.reproducible import source_date_epoch
+from edibuild.image.reproducible import source_date_epoch
 from edibuild.run import say
-from edibuild.session import Session
-from edibuild.stage import Stage, StageContext
-from edibuild.store import Entry, ProjectArtifacts
+from edibuild.store.artifacts import ProjectArtifacts
+from edibuild.store.cache import Entry
+from edibuild.store.fsutil import read_json
 
 # When doit's records differ from the stage manifest (e.g. `doit -a`, a forgotten task).
 RERUN_BY_DOIT = "doit's records say so (forced, forgotten, or an edit during the last build)"

@@ -13,8 +13,8 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 
+from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
-from edibuild.project import Json
 
 # Unicode categories no configuration text may hold: control characters (newline, tab,
 # escape), format characters (bidi overrides, zero-width), line and paragraph separators.
@@ -51,8 +51,9 @@ def text(
 ) -> str:
     """Return a non-empty one-line string without control characters or `forbidden` ones."""
     if not isinstance(value, str) or not value:
+        got = "not empty" if value == "" else f"got {_describe(value)}"
         raise ConfigError(
-            f"must be {what}, got {_describe(value)}",
+            f"must be {what}, {got}",
             location=location,
             key=key,
             hint=hint or "quote the value if YAML reads it as something else",

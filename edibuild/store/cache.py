@@ -1,16 +1,11 @@
-"""The content-addressed artifact store and the per-project artifact directories.
+"""The content-addressed cache: immutable blobs, input-key entries, locks and scratch space.
 
 Layout (principle 3 of the design: content addressed):
   <cache>/blobs/ab/<sha256>          immutable outputs, named by their content
   <cache>/keys/<stage>/<key>.json    input key -> output digests and info (action cache)
   <cache>/tmp/<stage>+<project>+<pid>-<n>/   scratch space of running builds ('+' is in
                                      no name, so a stage's leftovers are told apart exactly)
-  <artifacts>/<project>/<file>       hard links to the blobs: what users flash and ship
-  <artifacts>/<project>/.state/<stage>.json   the doit target: output digests only, so an
-                                     identical rebuild leaves it unchanged (early cut-off)
-  <artifacts>/<project>/.state/<stage>.key    the input key of the installed outputs
-  <artifacts>/<project>/<stage>.manifest.json  everything about the build, for people
-  <artifacts>/<project>/log/<stage>.log       the full log of the last run
+The artifact folders that link to the blobs are store/artifacts.py.
 """
 
 from __future__ import annotations
@@ -26,19 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edibuild.config.names import is_name
+from edibuild.data import Json
 from edibuild.errors import UnsafePath
-from edibuild.fsutil import (
+from edibuild.run import say
+from edibuild.store.fsutil import (
     confined,
     read_json,
     remove_file,
     remove_tree,
     sha256_file,
-    write_atomic,
     write_json,
 )
-from edibuild.names import is_name
-from edibuild.project import Json
-from edibuild.run import run, say
 
 _counter = itertools.count()
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -99,7 +93,7 @@ class Cache:
             return None
         outputs: dict[str, Output] = {}
         for name, out in data["outputs"].items():
-            if not _output_record(out) or not isinstance(out.get("mtime_ns"), int):
+            if not output_record(out) or not isinstance(out.get("mtime_ns"), int):
                 return None  # not an entry this code wrote: never trusted
             try:
                 st = self.blob(out["sha256"]).stat()
@@ -216,110 +210,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class ProjectArtifacts:
-    """The artifact directory of one project: links to blobs, pointers, manifests, logs."""
-
-    def __init__(self, root: Path, project: str) -> None:
-        if not is_name(project):  # project names are checked at load; this is the last line
-            raise UnsafePath(f"{project!r} is not a project name: no folder of {root}")
-        self.dir = root / project
-
-    def pointer(self, stage: str) -> Path:
-        """The doit target of a stage: its output digests."""
-        return self.dir / ".state" / f"{stage}.json"
-
-    def key_file(self, stage: str) -> Path:
-        """The input key of the stage's installed outputs."""
-        return self.dir / ".state" / f"{stage}.key"
-
-    def manifest(self, stage: str) -> Path:
-        """The human-readable manifest of the stage's last build."""
-        return self.dir / f"{stage}.manifest.json"
-
-    def log(self, stage: str) -> Path:
-        """The log of the stage's last run."""
-        return self.dir / "log" / f"{stage}.log"
-
-    def outputs(self, stage: str) -> dict[str, Output] | None:
-        """The installed outputs of a stage; None if it has none or a pointer edibuild
-        did not write (for deciding what to build; deleting uses `checked_outputs`)."""
-        try:
-            return self.checked_outputs(stage)
-        except UnsafePath:
-            return None
-
-    def checked_outputs(self, stage: str) -> dict[str, Output] | None:
-        """The installed outputs of a stage, or None; UnsafePath for a pointer naming
-        anything but plain files of this folder (it was edited: never acted upon)."""
-        pointer = self.pointer(stage)
-        data = read_json(pointer)
-        if data is None:
-            return None
-        records = data.get("outputs") if isinstance(data, dict) else None
-        if not isinstance(records, dict) or not all(map(_output_record, records.values())):
-            raise UnsafePath(
-                f"{pointer} is not a pointer edibuild wrote: it must name plain files of "
-                f"{self.dir} with their sha256 and size",
-                hint="it was edited by hand or by another tool: check the files it names, "
-                "then delete it (the stage then runs again)",
-            )
-        return {n: Output(o["file"], o["sha256"], o["size"]) for n, o in records.items()}
-
-    def installed_key(self, stage: str) -> str | None:
-        """The input key of the installed outputs, if any."""
-        try:
-            return self.key_file(stage).read_text().strip() or None
-        except OSError:
-            return None
-
-    def intact(self, stage: str) -> bool:
-        """True when every output the pointer names is present with its size."""
-        outputs = self.outputs(stage)
-        if outputs is None:
-            return False
-        for out in outputs.values():
-            try:
-                if (self.dir / out.file).stat().st_size != out.size:
-                    return False
-            except OSError:
-                return False
-        return True
-
-    def install(self, cache: Cache, entry: Entry, manifest: Mapping[str, Any]) -> None:
-        """Link an entry's blobs into place; the pointer is removed first and written last."""
-        old = self.checked_outputs(entry.stage) or {}
-        for out in entry.outputs.values():
-            confined(self.dir / out.file, self.dir)
-        remove_file(self.pointer(entry.stage), self.dir)
-        for out in entry.outputs.values():
-            _link(cache.blob(out.sha256), self.dir / out.file, self.dir)
-        keep = {o.file for o in entry.outputs.values()}
-        for out in old.values():
-            if out.file not in keep:
-                remove_file(self.dir / out.file, self.dir)
-        write_json(confined(self.manifest(entry.stage), self.dir), manifest)
-        write_atomic(confined(self.key_file(entry.stage), self.dir), (entry.key + "\n").encode())
-        pointer = {
-            "stage": entry.stage,
-            "outputs": {n: o.as_json() for n, o in sorted(entry.outputs.items())},
-        }
-        write_json(confined(self.pointer(entry.stage), self.dir), pointer)
-
-    def removable(self, stage: str) -> list[Path]:
-        """What `remove` would delete: outputs, pointer, key, manifest and log (checked)."""
-        paths = [self.dir / o.file for o in (self.checked_outputs(stage) or {}).values()]
-        paths += [self.pointer(stage), self.key_file(stage), self.manifest(stage), self.log(stage)]
-        for path in paths:
-            confined(path, self.dir)
-        return paths
-
-    def remove(self, stage: str) -> list[Path]:
-        """Remove a stage's installed outputs, pointer, key, manifest and log."""
-        paths = self.removable(stage)  # every path is checked before the first goes
-        return [path for path in paths if remove_file(path, self.dir)]
-
-
-def _output_record(out: Any) -> bool:
+def output_record(out: Any) -> bool:
     """True for {"file": a plain file name, "sha256": a digest, "size": bytes}."""
     return (
         isinstance(out, dict)
@@ -328,15 +219,3 @@ def _output_record(out: Any) -> bool:
         and isinstance(out.get("size"), int)
         and not isinstance(out.get("size"), bool)
     )
-
-
-def _link(blob: Path, dest: Path, root: Path) -> None:
-    """Put a blob at dest atomically: a hard link, or a sparse copy across file systems."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
-    remove_file(tmp, root)
-    try:
-        os.link(blob, tmp)
-    except OSError:
-        run(["cp", "--reflink=auto", "--sparse=always", blob, tmp])
-    os.replace(tmp, dest)

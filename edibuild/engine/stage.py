@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edibuild import run as runner
-from edibuild.project import Json, Project
+from edibuild.config.project import Project
+from edibuild.data import Json
 from edibuild.run import StrPath
 
 

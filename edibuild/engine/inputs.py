@@ -13,9 +13,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edibuild.fsutil import digest_json, sha256_file
-from edibuild.project import Json, Project
-from edibuild.stage import Stage
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage
+from edibuild.store.fsutil import digest_json, sha256_file
 
 # stage -> output name -> sha256
 Digests = Mapping[str, Mapping[str, str]]

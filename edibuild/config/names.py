@@ -15,7 +15,7 @@ checked here and nowhere else:
 
 A user stage must not take the name of a built-in stage, a helper task or a doit command
 (RESERVED_TASKS), and its output files must not take a file another stage writes, a
-manifest, `log` or `.state` (checked in edibuild/userstage.py against the project).
+manifest, `log` or `.state` (checked in edibuild/engine/userstage.py against the project).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ NAME_MAX = 100
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 PARTITION_KEY = re.compile(r"(\d+)_([a-z][a-z0-9_]*)")
-# Tasks that are not stages (edibuild/plan.py creators) and doit's own commands: a
+# Tasks that are not stages (edibuild/engine/plan.py creators) and doit's own commands: a
 # stage with one of these names would clash with the task or be shadowed by the command.
 HELPER_TASKS = ("image", "why", "trim", "config", "plugins", "postprocessing", "_preflight")
 DOIT_COMMANDS = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # the edibuild package
 CHECKOUT_PROJECTS = PACKAGE.parent / "projects"
 INSTALLED_PROJECTS = PACKAGE / "_projects"
 MARKER = Path("common") / "debian.yml"  # a file every shipped tree has

@@ -10,8 +10,8 @@ from edibuild.config.paths import find_inside
 from edibuild.config.render import render
 from edibuild.config.suggest import expect_str_list
 from edibuild.config.yamlpos import Layer, parse
+from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
-from edibuild.project import Json
 
 OVERLAY_DIR = "overlays"
 MAX_FILE_BYTES = 1024 * 1024  # a project file, include, overlay or LXD profile

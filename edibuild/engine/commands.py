@@ -8,14 +8,15 @@ from collections.abc import Sequence
 
 from doit.exceptions import TaskFailed
 
-from edibuild import explain, toolpath
+from edibuild.config.project import Project
 from edibuild.doit_ext import Explanation
+from edibuild.engine import explain
+from edibuild.engine.pipeline import closure
+from edibuild.engine.session import Session
+from edibuild.engine.stage import Stage, Tool
 from edibuild.errors import EdibuildError, ToolMissing
-from edibuild.pipeline import closure
-from edibuild.project import Project
+from edibuild.host import toolpath
 from edibuild.run import say
-from edibuild.session import Session
-from edibuild.stage import Stage, Tool
 
 DEFAULT_BUDGET = "20GiB"
 TRIM_HELP = """\
@@ -87,7 +88,7 @@ def show(what: str, project: Project) -> None:
 
 def trim(session: Session, budget: str, dry_run: bool, help: bool) -> TaskFailed | None:
     """Trim the cache (a dry run without --budget); what projects' artifacts point at stays."""
-    from edibuild.trim import parse_budget, trim
+    from edibuild.store.trim import parse_budget, trim
 
     if help:
         print(TRIM_HELP, end="")

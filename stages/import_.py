@@ -13,14 +13,15 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext
 from edibuild.lazy import lazy_import
 from edibuild.lxd import names, probe
 from edibuild.lxd.errors import Refused
 from edibuild.lxd.metadata import metadata_tarball
 from edibuild.lxd.protocol import ContainerBackend
-from edibuild.project import Json, Project
 from edibuild.run import say
-from edibuild.stage import Stage, StageContext
 
 if TYPE_CHECKING:
     from edibuild.lxd import client
@@ -38,11 +39,13 @@ def project_alias(project: Project) -> str:
     return names.project_alias(project.name)
 
 
-def _outputs(project: Project) -> Mapping[str, str]:
+def outputs(project: Project) -> Mapping[str, str]:
+    """One output: the record of the imported LXD image."""
     return {"image": "lxd-image.json"}
 
 
-def _config(project: Project) -> Json:
+def config(project: Project) -> Json:
+    """The architecture the image is labelled with."""
     return {"architecture": project.bootstrap.architecture}
 
 
@@ -77,7 +80,7 @@ def _import(ctx: StageContext, backend: ContainerBackend, alias: str, arch: str)
 
 def build(ctx: StageContext) -> Json:
     """Import the rootfs as an LXD image, or reuse the one imported for this key."""
-    backend = client.connect(ctx.project.section("lxd"))
+    backend = client.connect(ctx.project.lxd.connection)
     alias = image_alias(ctx.key)
     arch = backend.architecture(ctx.project.bootstrap.architecture)
     existing = backend.image_by_alias(alias)
@@ -113,12 +116,12 @@ def _delete_if_orphan(backend: ContainerBackend, fingerprint: str) -> None:
 
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the image this stage imported is still in LXD."""
-    return probe.image_exists(project.section("lxd"), str(info.get("fingerprint", "")))
+    return probe.image_exists(project.lxd.connection, str(info.get("fingerprint", "")))
 
 
 def clean_external(project: Project) -> None:
     """Delete the LXD image the project uses, unless another project uses it too."""
-    backend = client.connect(project.section("lxd"))
+    backend = client.connect(project.lxd.connection)
     name = project_alias(project)
     image = backend.image_by_alias(name)
     if image is not None:
@@ -130,8 +133,8 @@ STAGE = Stage(
     name="import",
     doc="Import the bootstrapped root file system as an LXD image",
     upstream=("bootstrap",),
-    outputs=_outputs,
-    config=_config,
+    outputs=outputs,
+    config=config,
     build=build,
     intact=intact,
     clean_external=clean_external,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edibuild.fsutil import remove_file, remove_tree
-from edibuild.stage import StageContext
+from edibuild.engine.stage import StageContext
+from edibuild.store.fsutil import remove_file, remove_tree
 
 # Host-specific or volatile state that never belongs in an artifact.
 VOLATILE = (

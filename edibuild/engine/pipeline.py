@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from edibuild.config.project import Project
+from edibuild.engine.stage import Stage
+from edibuild.engine.userstage import user_stages
 from edibuild.errors import EdibuildError
-from edibuild.project import Project
-from edibuild.stage import Stage
-from edibuild.userstage import user_stages
 
 
 def in_dependency_order(stages: Sequence[Stage]) -> tuple[Stage, ...]:

@@ -29,14 +29,18 @@ the way the file system stores them (ext4: UTF-8 bytes; vfat: bytes; GPT: UTF-16
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING
 
-from edibuild import names, values
+from edibuild.config import names, values
+from edibuild.config.reader import Reader, Where
+from edibuild.data import Json
 from edibuild.errors import ConfigError
-from edibuild.project import Json, Project
+
+if TYPE_CHECKING:
+    from edibuild.config.project import Project
 
 SECTOR = 512
 KiB = 1024
@@ -188,40 +192,12 @@ def parse_size(value: object) -> int:
     return int(size)
 
 
-class _Reader:
-    """Reads one mapping of the layout section, raising ConfigError at the right place."""
+class _Reader(Reader):
+    """A Reader of the layout section that also reads sizes (`256MiB`, `auto`, bytes)."""
 
-    def __init__(self, project: Project, path: tuple[str, ...], data: Json) -> None:
-        self.project, self.path = project, path
-        if not isinstance(data, Mapping):
-            self.fail(f"must be a mapping, not {type(data).__name__}", hint=None)
-        self.data: Mapping[str, Any] = data
-
-    def fail(self, message: str, *, hint: str | None, field: str | None = None) -> None:
-        """Raise a ConfigError located at `field` of this mapping."""
-        keys = (*self.path, field) if field else self.path
-        raise ConfigError(
-            message, hint=hint, location=self.project.where(*keys), key=".".join(keys)
-        )
-
-    def known(self, allowed: Sequence[str]) -> None:
-        """Reject keys not in `allowed`."""
-        for name in self.data:
-            if name not in allowed:
-                self.fail(
-                    f"unknown key {name!r}",
-                    hint=f"known keys: {', '.join(allowed)}",
-                    field=str(name),
-                )
-
-    def choice(self, field: str, choices: Sequence[str], default: str) -> str:
-        """Read a string that must be one of `choices`."""
-        value = self.data.get(field, default)
-        if value not in choices:
-            self.fail(
-                f"unknown {field} {value!r}", hint=f"use one of: {', '.join(choices)}", field=field
-            )
-        return str(value)
+    def sub(self, field: str) -> _Reader:
+        """A reader of the mapping under `field`."""
+        return _Reader(self.where_of, (*self.path, field), self.data.get(field))
 
     def size(self, field: str, default: object, *, multiple: int = 1) -> int | None:
         """Read a size in bytes (None when absent and `default` is None)."""
@@ -233,23 +209,16 @@ class _Reader:
         except ValueError as exc:
             self.fail(str(exc), hint="write sizes like 256MiB, 4M, 1GiB or bytes", field=field)
         if size % multiple:
-            self.fail(
-                f"{value!r} is not a multiple of {format_size(multiple)}", hint=None, field=field
-            )
+            self.fail(f"{value!r} is not a multiple of {format_size(multiple)}", field=field)
         return size
 
 
-def parse_layout(project: Project) -> Layout:
-    """Validate the project's `layout` section and return it; ConfigError on any mistake."""
-    raw = project.section("layout")
-    if raw is None:
-        raise ConfigError(
-            "the project has no layout section",
-            hint="add `layout: {partitions: {20_root: {size: auto}}}` (see edibuild/layout.py)",
-            location=project.where("layout"),
-            key="layout",
-        )
-    top = _Reader(project, ("layout",), raw)
+def parse_layout(reader: Reader | None) -> Layout | None:
+    """Read the `layout` section (None: the project makes no disk image); ConfigError else."""
+    if reader is None:
+        return None
+    where = reader.where_of
+    top = _Reader(where, reader.path, reader.data)
     top.known(LAYOUT_KEYS)
     table = top.choice("table", TABLES, "msdos")
     alignment = top.size("alignment", DEFAULT_ALIGNMENT, multiple=4 * KiB)
@@ -264,30 +233,30 @@ def parse_layout(project: Project) -> Layout:
             field="partitions",
         )
     assert isinstance(nodes, Mapping)
-    ordered = sorted(nodes, key=lambda k: (_order(project, str(k)), str(k)))
+    ordered = sorted(nodes, key=lambda k: (_order(where, str(k)), str(k)))
     parts = tuple(
-        _partition(project, str(key), nodes[key], number, alignment)
+        _partition(where, str(key), nodes[key], number, alignment)
         for number, key in enumerate(ordered, start=1)
     )
     layout = Layout(table, alignment, parts)
-    _check_whole(project, layout)
+    _check_whole(where, layout)
     return layout
 
 
-def _order(project: Project, key: str) -> int:
+def _order(where: Where, key: str) -> int:
     match = NODE_KEY.fullmatch(key)
     if match is None:
         raise ConfigError(
             f"partition key {key!r} is not of the form NN_name",
             hint="name partitions like 10_boot, 20_root (the number orders them)",
-            location=project.where("layout", "partitions", key),
+            location=where("layout", "partitions", key),
             key=f"layout.partitions.{key}",
         )
     return int(match.group(1))
 
 
-def _partition(project: Project, key: str, data: Json, number: int, align: int) -> Partition:
-    reader = _Reader(project, ("layout", "partitions", key), data)
+def _partition(where: Where, key: str, data: Json, number: int, align: int) -> Partition:
+    reader = _Reader(where, ("layout", "partitions", key), data)
     reader.known(PARTITION_KEYS)
     name = NODE_KEY.fullmatch(key).group(2)  # type: ignore[union-attr]
     filesystem = reader.choice("filesystem", FILESYSTEMS, "ext4")
@@ -324,7 +293,7 @@ def _partition(project: Project, key: str, data: Json, number: int, align: int) 
         bootable=values.boolean(
             reader.data.get("bootable", False),
             key=f"layout.partitions.{key}.bootable",
-            location=project.where("layout", "partitions", key, "bootable"),
+            location=where("layout", "partitions", key, "bootable"),
         ),
         start=reader.size("start", None, multiple=SECTOR),
         options=tuple(options),
@@ -337,7 +306,7 @@ def _label(reader: _Reader, name: str, filesystem: str) -> str:
     label = values.text(
         reader.data.get("label", name),
         key=".".join(keys),
-        location=reader.project.where(*keys),
+        location=reader.where_of(*keys),
         what=f"a partition label for {filesystem}",
         forbidden=LABEL_FORBIDDEN[filesystem],
         hint=f"use letters, digits, - and _ (not {LABEL_FORBIDDEN[filesystem]})",
@@ -368,12 +337,12 @@ def _content(reader: _Reader, name: str) -> str | None:
     return "/" + text.strip("/") if text != "/" else "/"
 
 
-def _check_whole(project: Project, layout: Layout) -> None:
+def _check_whole(where: Where, layout: Layout) -> None:
     def fail(message: str, hint: str, *keys: str) -> None:
         raise ConfigError(
             message,
             hint=hint,
-            location=project.where("layout", *keys),
+            location=where("layout", *keys),
             key=".".join(("layout", *keys)),
         )
 
@@ -408,10 +377,10 @@ def _check_whole(project: Project, layout: Layout) -> None:
                 )
             seen[(kind, value)] = part.key
     # Catch overlaps that no content can fix now; auto sizes are checked again at build.
-    place(layout, {p.name: p.size or layout.alignment for p in layout.partitions}, project)
+    place(layout, {p.name: p.size or layout.alignment for p in layout.partitions}, where)
 
 
-def place(layout: Layout, sizes: Mapping[str, int], project: Project | None = None) -> DiskPlan:
+def place(layout: Layout, sizes: Mapping[str, int], where: Where | None = None) -> DiskPlan:
     """Place partitions of the given sizes in order; ConfigError when fixed starts overlap."""
     cursor = align_up(MiB, layout.alignment)
     placements: list[Placement] = []
@@ -424,9 +393,7 @@ def place(layout: Layout, sizes: Mapping[str, int], project: Project | None = No
                 f"partition {part.key} starts at {start} bytes, inside {previous} "
                 f"(which ends at {cursor})",
                 hint="move its start, shrink the partition before, or drop `start`",
-                location=project.where("layout", "partitions", part.key, "start")
-                if project
-                else None,
+                location=where("layout", "partitions", part.key, "start") if where else None,
                 key=f"layout.partitions.{part.key}.start",
             )
         placements.append(Placement(part, start, size))
@@ -437,9 +404,7 @@ def place(layout: Layout, sizes: Mapping[str, int], project: Project | None = No
                 f"partition {part.key} ends at {format_size(cursor)}, beyond the "
                 f"{format_size(TABLE_LIMIT[layout.table])} a {layout.table} table addresses",
                 hint="shrink the partitions, or use `table: gpt` for disks beyond 2 TiB",
-                location=project.where("layout", "partitions", part.key, "size")
-                if project
-                else None,
+                location=where("layout", "partitions", part.key, "size") if where else None,
                 key=f"layout.partitions.{part.key}.size",
             )
     tail = GPT_TAIL if layout.table == "gpt" else 0
@@ -449,3 +414,15 @@ def place(layout: Layout, sizes: Mapping[str, int], project: Project | None = No
 def auto_size(needed: int, margin: int, alignment: int) -> int:
     """Size of an `auto` partition: what its content needs plus the margin, aligned up."""
     return align_up(needed + margin, alignment)
+
+
+def layout_of(project: Project) -> Layout:
+    """The project's layout; a ConfigError for a project without one (it makes no disk)."""
+    if project.layout is None:
+        raise ConfigError(
+            "the project has no layout section",
+            hint="add `layout: {partitions: {20_root: {size: auto}}}` (edibuild/image/layout.py)",
+            location=project.where("layout"),
+            key="layout",
+        )
+    return project.layout

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from edibuild.data import Json
 from edibuild.errors import Location
-
-# JSON-compatible data (dicts, lists, str, int, float, bool, None).
-Json = Any
+from edibuild.image.boottest import BootTest
+from edibuild.image.layout import Layout
+from edibuild.image.mender import MenderSettings
+from edibuild.image.reproducible import ExportSettings
+from edibuild.lxd.settings import ContainerSettings, LxdSettings
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,19 @@ class Project:
     bootstrap: Bootstrap
     lxd_profiles: tuple[Node, ...]
     playbooks: tuple[Node, ...]
-    # The whole merged configuration as plain JSON data (what `config:NAME` prints);
-    # sections that later stages own (layout, mender, ...) are read from here.
+    # The whole merged configuration as plain JSON data (what `config:NAME` prints).
     sections: Mapping[str, Json]
     # Key path -> where it was last set; used to point errors at a file and line.
     locations: Mapping[tuple[str, ...], Location] = field(default_factory=dict)
     # The files of the project folder's ssh_pub_keys/ (bounded like a plugin folder).
     ssh_keys: tuple[Path, ...] = ()
+    # The typed settings of the sections later stages own (edibuild/config/sections.py).
+    lxd: LxdSettings = field(default_factory=LxdSettings)
+    container: ContainerSettings = field(default_factory=ContainerSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    layout: Layout | None = None
+    mender: MenderSettings | None = None
+    boottest: BootTest | None = None
 
     def where(self, *keys: str) -> Location:
         """Return the location of the deepest known prefix of `keys` (the project file else)."""

@@ -16,7 +16,7 @@ placeholders `{input:STAGE.OUTPUT}`, `{output:NAME}`, `{param:NAME}` and `{scrip
 replaced, and the same values in the environment (EDIBUILD_INPUT_STAGE_OUTPUT,
 EDIBUILD_OUTPUT_NAME, EDIBUILD_PARAM_NAME). Up-to-date rules are the built-in stages'.
 
-Names follow edibuild/names.py: the stage name (the key without `NN_`) is a WORD and not
+Names follow edibuild/config/names.py: the stage name (the key without `NN_`) is a WORD and not
 the name of a built-in stage, a helper task or a doit command; output names are WORDs,
 output files NAMEs that no other stage of the project writes (nor `log`, `.state` or a
 manifest). A stage it reads must run for the project: reading a switched-off stage
@@ -33,10 +33,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edibuild import names
+from edibuild.config import names
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import ConfigError
-from edibuild.project import Json, Project
-from edibuild.stage import Stage, StageContext
 
 NODE_KEYS = ("path", "command", "inputs", "outputs", "parameters", "skip")
 PLACEHOLDER = re.compile(r"\{(input|output|param):([A-Za-z0-9_.-]+)\}|\{script\}")

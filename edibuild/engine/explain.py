@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.inputs import Digests, StageInputs
+from edibuild.engine.stage import Stage
 from edibuild.errors import EdibuildError
-from edibuild.fsutil import read_json
-from edibuild.inputs import Digests, StageInputs
-from edibuild.project import Json, Project
-from edibuild.stage import Stage
-from edibuild.store import Cache, Entry, ProjectArtifacts
+from edibuild.store.artifacts import ProjectArtifacts
+from edibuild.store.cache import Cache, Entry
+from edibuild.store.fsutil import read_json
 
 SHOWN = 60  # characters of a value shown before it is shortened
 NOT_BUILT = "it has not been built yet (or was cleaned)"

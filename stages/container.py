@@ -19,60 +19,42 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edibuild.errors import ConfigError, StageFailed
-from edibuild.fsutil import sha256_file
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext
+from edibuild.errors import StageFailed
 from edibuild.lazy import lazy_import
 from edibuild.lxd import devices, names, probe
 from edibuild.lxd.errors import Unreachable
 from edibuild.lxd.protocol import ContainerBackend
-from edibuild.project import Json, Project
 from edibuild.run import say
-from edibuild.stage import Stage, StageContext
+from edibuild.store.fsutil import sha256_file
 
 if TYPE_CHECKING:
     from edibuild.lxd import client
 else:  # the LXD client is loaded when a build needs it, not at every doit start
     client = lazy_import("edibuild.lxd.client")
 
-KEYS = ("name", "share")
+
+def container_name(project: Project) -> str:
+    """The dev container's name: the project's choice, or edibuild-dev-<project>."""
+    return project.container.name or names.dev_container(project.name)
 
 
-def settings(project: Project) -> dict[str, Any]:
-    """The validated `container` section (name and optional shared folder)."""
-    raw = project.section("container") or {}
-    unknown = sorted(set(raw) - set(KEYS))
-    if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]!r}",
-            location=project.where("container"),
-            key=f"container.{unknown[0]}",
-            hint=f"known keys: {', '.join(KEYS)}",
-        )
-    name = str(raw.get("name") or names.dev_container(project.name))
-    share = raw.get("share")
-    if share is not None and not (
-        isinstance(share, dict)
-        and {"source", "path"} <= set(share)
-        and Path(str(share["source"])).is_absolute()
-        and str(share["path"]).startswith("/")
-    ):
-        raise ConfigError(
-            "share needs an absolute `source` (host) and `path` (container)",
-            location=project.where("container", "share"),
-            key="container.share",
-            hint="share: {source: /home/me/work, path: /home/edi/work}",
-        )
-    return {"name": name, "share": share}
-
-
-def _outputs(project: Project) -> Mapping[str, str]:
+def outputs(project: Project) -> Mapping[str, str]:
+    """One output: the record of the running container."""
     return {"container": "dev-container.json"}
 
 
-def _config(project: Project) -> Json:
-    return settings(project)
+def config(project: Project) -> Json:
+    """The container's name and shared folder."""
+    share = project.container.share
+    return {
+        "name": container_name(project),
+        "share": None if share is None else {"source": share.source, "path": share.path},
+    }
 
 
 def _image(ctx: StageContext, backend: ContainerBackend) -> str:
@@ -92,18 +74,17 @@ def _image(ctx: StageContext, backend: ContainerBackend) -> str:
 
 def build(ctx: StageContext) -> Json:
     """Import the configured rootfs as an image and (re)launch the dev container from it."""
-    backend = client.connect(ctx.project.section("lxd"), timeout=None)  # uploads take a while
-    wanted = settings(ctx.project)
+    backend = client.connect(ctx.project.lxd.connection, timeout=None)  # uploads take a while
+    name, share = container_name(ctx.project), ctx.project.container.share
     fingerprint = _image(ctx, backend)
-    if _ours(backend, wanted["name"], ctx.project) and backend.remove_instance(wanted["name"]):
-        say(f"container: replacing {wanted['name']} (its inputs changed)")
+    if _ours(backend, name, ctx.project) and backend.remove_instance(name):
+        say(f"container: replacing {name} (its inputs changed)")
     share_devices: dict[str, devices.Device] = {}
-    if wanted["share"]:
-        source = Path(str(wanted["share"]["source"]))
-        share_devices["share"] = devices.disk(source, str(wanted["share"]["path"]))
-        source.mkdir(parents=True, exist_ok=True)
+    if share is not None:
+        share_devices["share"] = devices.disk(Path(share.source), share.path)
+        Path(share.source).mkdir(parents=True, exist_ok=True)
     box = backend.launch(
-        wanted["name"],
+        name,
         fingerprint,
         profiles=["default"],
         devices=share_devices,
@@ -140,17 +121,17 @@ def _drop_old_images(backend: ContainerBackend, keep: str, project: Project) -> 
 
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the dev container still exists."""
-    return probe.instance_exists(project.section("lxd"), str(info.get("name", "")))
+    return probe.instance_exists(project.lxd.connection, str(info.get("name", "")))
 
 
 def clean_external(project: Project) -> None:
     """Remove the project's dev container and its images (nothing to do without LXD)."""
     try:
-        backend = client.connect(project.section("lxd"))
+        backend = client.connect(project.lxd.connection)
     except Unreachable as exc:
         print(f"container:{project.name} - nothing removed: {exc.message}")
         return
-    name = settings(project)["name"]
+    name = container_name(project)
     if _ours(backend, name, project):
         backend.remove_instance(name)
     _drop_old_images(backend, keep="", project=project)
@@ -160,8 +141,8 @@ STAGE = Stage(
     name="container",
     doc="Launch the development container: the configured root file system, running in LXD",
     upstream=("configure",),
-    outputs=_outputs,
-    config=_config,
+    outputs=outputs,
+    config=config,
     build=build,
     intact=intact,
     clean_external=clean_external,
