@@ -217,12 +217,22 @@ def _run_playbooks(
         say(f"configure: playbook {node.key}")
         extra = {**ctx.project.parameters, **node.parameters, **bootstrap_vars(ctx.project)}
         data_dir = ctx.scratch(f"ansible/{index:02d}-{node.key}")
-        progress = playbook.run_playbook(
-            node.path, box.name, backend.endpoint.as_json(), extra, data_dir, ctx.log
+        with ctx.phase("playbooks"):
+            progress = playbook.run_playbook(
+                node.path, box.name, backend.endpoint.as_json(), extra, data_dir, ctx.log
+            )
+        done.append(
+            {
+                "key": node.key,
+                "tasks": progress.tasks,
+                "changed": progress.changed,
+                "seconds": progress.seconds,
+                "task_seconds": progress.timings,
+            }
         )
-        done.append({"key": node.key, "tasks": progress.tasks, "changed": progress.changed})
         if plan.publishes(index):
-            _save_layer(ctx.project, backend, box, network, plan, index)
+            with ctx.phase("save layers"):
+                _save_layer(ctx.project, backend, box, network, plan, index)
     return done
 
 
@@ -300,8 +310,7 @@ def build(ctx: StageContext) -> Json:
         with ctx.phase("launch"):
             box = _launch(ctx, backend, name, plan, image, network)
             network.prepare(box)
-        with ctx.phase("playbooks"):
-            playbooks = _run_playbooks(ctx, backend, box, network, plan)
+        playbooks = _run_playbooks(ctx, backend, box, network, plan)
         with ctx.phase("stop and export"):
             _tidy(box, network)
             say(f"configure: stopping and exporting container {name}")
