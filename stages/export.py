@@ -169,13 +169,19 @@ def build(ctx: StageContext) -> Json:
     tree = ctx.scratch("rootfs")
     tree.mkdir(parents=True)
     say("export: unpacking the configured container")
-    ctx.run(unpack_command(ctx.input("configure", "container"), tree))
-    scrub(tree)
-    installed = packages(tree)
+    with ctx.phase("unpack"):
+        ctx.run(unpack_command(ctx.input("configure", "container"), tree))
+    with ctx.phase("scrub"):
+        scrub(tree)
+        installed = packages(tree)
     say(f"export: packing {len(installed)} packages' root file system")
     compress = f"zstd -q -T0 {ZSTD_LEVEL}"
-    ctx.run(tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress), env=ctx.env)
-    remove_tree(tree, ctx.workdir)
+    with ctx.phase("pack"):
+        ctx.run(
+            tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress), env=ctx.env
+        )
+    with ctx.phase("remove"):
+        remove_tree(tree, ctx.workdir)
     return {"packages": installed}
 
 

@@ -114,6 +114,11 @@ def _too_small(ctx: StageContext, part: Partition, needed: int) -> ConfigError:
 
 def make_image(ctx: StageContext, part: Partition, tree: Path | None) -> Json:
     """Create one partition image; return what it holds (size, content, free space)."""
+    with ctx.phase(f"{part.name} image"):
+        return _make_image(ctx, part, tree)
+
+
+def _make_image(ctx: StageContext, part: Partition, tree: Path | None) -> Json:
     size, needed = partition_size(ctx, part, tree)
     image = ctx.output(part.name)
     image.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +164,8 @@ def build(ctx: StageContext) -> Json:
     layout = layout_of(ctx.project)
     rootfs = ctx.scratch("rootfs")
     try:
-        fsimage.unpack(ctx.input("export", "rootfs"), rootfs, ctx.log)
+        with ctx.phase("unpack"):
+            fsimage.unpack(ctx.input("export", "rootfs"), rootfs, ctx.log)
         mender = ctx.project.mender
         if mender is not None:
             add_file(
