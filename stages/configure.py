@@ -120,6 +120,12 @@ def plugins(project: Project) -> tuple[Path, ...]:
     return tuple(sorted(files))
 
 
+def parsed_plugins(project: Project) -> tuple[Path, ...]:
+    """The playbooks: Ansible reads them as YAML, so they count by what they say (a
+    comment or layout edit runs nothing); the files beside them count by their bytes."""
+    return tuple(sorted({n.path for n in project.playbooks}))
+
+
 def bootstrap_vars(project: Project) -> dict[str, Json]:
     """Return the extra vars every playbook gets about the project and its mirror."""
     boot = project.bootstrap
@@ -352,6 +358,7 @@ STAGE = Stage(
     config=config,
     build=build,
     plugins=plugins,
+    parsed_plugins=parsed_plugins,
     tools=tools,
     clean_external=clean_external,
 )
