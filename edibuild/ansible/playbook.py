@@ -123,7 +123,7 @@ def _settings(data_dir: Path) -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCAL_TEMP": str(data_dir / "tmp"),
-        "ANSIBLE_PIPELINING": "0",
+        "ANSIBLE_PIPELINING": "1",
         "ANSIBLE_GATHERING": "implicit",
         "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
     }
