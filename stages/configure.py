@@ -242,10 +242,26 @@ def _run_playbooks(
     return done
 
 
+# Settings for the build only: pushed after every start, removed before every save (and
+# dropped by export too). dpkg skips fsync (a build that crashes is thrown away anyway);
+# apt fetches no translations of package descriptions (the lists never reach the image).
+BUILD_ONLY = {
+    "/etc/dpkg/dpkg.cfg.d/00edibuild-build": b"# edibuild, while configuring\nforce-unsafe-io\n",
+    "/etc/apt/apt.conf.d/00edibuild-build": b'Acquire::Languages "none";\n',
+}
+
+
+def _prepare(box: Instance, network: Network) -> None:
+    """Set the container up for a run of playbooks: the proxy setting, BUILD_ONLY."""
+    network.prepare(box)
+    for path, text in BUILD_ONLY.items():
+        box.push(path, text, mode=0o644, uid=0, gid=0)
+
+
 def _tidy(box: Instance, network: Network) -> None:
-    """Remove what only the run needs (proxy setting, Ansible's files) before a save."""
+    """Remove what only the run needs (proxy setting, BUILD_ONLY, Ansible's files)."""
     network.unprepare(box)
-    box.check(["rm", "-rf", "/root/.ansible"], "removing Ansible's temporary files")
+    box.check(["rm", "-rf", "/root/.ansible", *BUILD_ONLY], "removing the build's own files")
 
 
 def _save_layer(
@@ -263,7 +279,7 @@ def _save_layer(
     box.stop()
     plan.made.append(layers.publish(backend, box, project, plan.keys[i], after))
     box.start()
-    network.prepare(box)
+    _prepare(box, network)
 
 
 def _launch(
@@ -315,7 +331,7 @@ def build(ctx: StageContext) -> Json:
         network = stack.enter_context(network_for(backend, ctx.project))
         with ctx.phase("launch"):
             box = _launch(ctx, backend, name, plan, image, network)
-            network.prepare(box)
+            _prepare(box, network)
         playbooks = _run_playbooks(ctx, backend, box, network, plan)
         with ctx.phase("stop and export"):
             _tidy(box, network)

@@ -34,7 +34,8 @@ EMPTIED = ("tmp", "var/tmp", "run", "var/log/journal")
 FILES_REMOVED = ("var/lib/apt/lists", "var/cache/apt", "var/log", "var/cache/man")
 # Single files to drop wherever they exist: per-machine secrets and seeds, backups,
 # ldconfig's aux-cache (inode numbers and ctimes; ldconfig rebuilds it, Debian #845034;
-# /etc/ld.so.cache itself is deterministic and stays), the apt proxy setting.
+# /etc/ld.so.cache itself is deterministic and stays), the build's own apt and dpkg
+# settings (configure removes them; a container stopped halfway would keep them).
 DROPPED = (
     "var/lib/dbus/machine-id",
     "var/lib/systemd/random-seed",
@@ -47,6 +48,8 @@ DROPPED = (
     "var/lib/dpkg/status-old",
     "var/lib/dpkg/available-old",
     "etc/apt/apt.conf.d/00edibuild-proxy",
+    "etc/apt/apt.conf.d/00edibuild-build",
+    "etc/dpkg/dpkg.cfg.d/00edibuild-build",
 )
 ZSTD_LEVEL = "-3"
 XATTRS = ("--xattrs", "--xattrs-include=*")
