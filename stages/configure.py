@@ -36,7 +36,7 @@ from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import StageFailed
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
-from edibuild.lxd import devices, names
+from edibuild.lxd import devices, mirrors, names
 from edibuild.lxd.errors import Refused
 from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
 from edibuild.run import say
@@ -155,7 +155,7 @@ def create_profiles(backend: ContainerBackend, project: Project, name: str) -> l
 def proxy_hosts(project: Project) -> list[str]:
     """Return the hosts the apt proxy may forward to: the mirror plus `lxd.proxy_hosts`."""
     extra = [f"http://{h}/" for h in project.lxd.proxy_hosts]
-    return aptproxy.mirror_hosts([project.bootstrap.mirror, *extra])
+    return mirrors.mirror_hosts([project.bootstrap.mirror, *extra])
 
 
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/00edibuild-proxy"
