@@ -14,6 +14,7 @@ No LXD is needed here: the container's life ended in the configure stage.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,7 @@ from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.run import output, say
-from edibuild.store.fsutil import remove_tree
+from edibuild.store import ramscratch
 
 # Directories whose whole contents never belong in an image (the directories stay).
 # var/log/journal: the build container's journal, in a directory named by its machine
@@ -167,24 +168,34 @@ def unpack_command(archive: Path, tree: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def unpacked_size(archive: Path) -> int:
+    """A generous guess of the bytes a compressed root file system takes unpacked."""
+    return 4 * archive.stat().st_size + 256 * 2**20
+
+
 def build(ctx: StageContext) -> Json:
-    """Unpack the configured container, scrub it and pack it reproducibly."""
-    tree = ctx.scratch("rootfs")
-    tree.mkdir(parents=True)
-    say("export: unpacking the configured container")
-    with ctx.phase("unpack"):
-        ctx.run(unpack_command(ctx.input("configure", "container"), tree))
-    with ctx.phase("scrub"):
-        scrub(tree)
-        installed = packages(tree)
-    say(f"export: packing {len(installed)} packages' root file system")
-    compress = f"zstd -q -T0 {ZSTD_LEVEL}"
-    with ctx.phase("pack"):
-        ctx.run(
-            tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress), env=ctx.env
+    """Unpack the configured container (in memory when it fits), scrub it, pack it
+    reproducibly."""
+    container = ctx.input("configure", "container")
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(
+            ramscratch.tree_dir(ctx.scratch("rootfs"), unpacked_size(container))
         )
-    with ctx.phase("remove"):
-        remove_tree(tree, ctx.workdir)
+        say(f"export: unpacking the configured container (in {tree.parent})")
+        with ctx.phase("unpack"):
+            ctx.run(unpack_command(container, tree))
+        with ctx.phase("scrub"):
+            scrub(tree)
+            installed = packages(tree)
+        say(f"export: packing {len(installed)} packages' root file system")
+        compress = f"zstd -q -T0 {ZSTD_LEVEL}"
+        with ctx.phase("pack"):
+            ctx.run(
+                tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress),
+                env=ctx.env,
+            )
+        with ctx.phase("remove"):
+            stack.close()
     return {"packages": installed}
 
 
