@@ -168,18 +168,13 @@ def unpack_command(archive: Path, tree: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def unpacked_size(archive: Path) -> int:
-    """A generous guess of the bytes a compressed root file system takes unpacked."""
-    return 4 * archive.stat().st_size + 256 * 2**20
-
-
 def build(ctx: StageContext) -> Json:
     """Unpack the configured container (in memory when it fits), scrub it, pack it
     reproducibly."""
     container = ctx.input("configure", "container")
     with contextlib.ExitStack() as stack:
         tree = stack.enter_context(
-            ramscratch.tree_dir(ctx.scratch("rootfs"), unpacked_size(container))
+            ramscratch.tree_dir(ctx.scratch("rootfs"), ramscratch.unpacked_size(container))
         )
         say(f"export: unpacking the configured container (in {tree.parent})")
         with ctx.phase("unpack"):

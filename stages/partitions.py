@@ -167,7 +167,7 @@ def build(ctx: StageContext) -> Json:
     partition image."""
     layout = layout_of(ctx.project)
     tarball = ctx.input("export", "rootfs")
-    need = 4 * tarball.stat().st_size + 256 * 2**20  # unpacked, generously
+    need = ramscratch.unpacked_size(tarball)
     with ramscratch.tree_dir(ctx.scratch("trees"), need) as base:
         rootfs = base / "rootfs"
         with ctx.phase("unpack"):

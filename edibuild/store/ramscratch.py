@@ -32,6 +32,12 @@ ENV = "EDIBUILD_RAM_SCRATCH"
 _counter = itertools.count()
 
 
+def unpacked_size(archive: Path) -> int:
+    """A generous guess of the bytes a zstd-compressed root file system takes unpacked
+    (they pack 3-4 to 1; MEMORY_RESERVE covers a worse ratio)."""
+    return 4 * archive.stat().st_size + 256 * 2**20
+
+
 def _available_memory() -> int:
     """MemAvailable of /proc/meminfo in bytes (0 when it cannot be read)."""
     try:

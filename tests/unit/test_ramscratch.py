@@ -97,3 +97,9 @@ def test_what_killed_builds_left_is_removed(
 
 def test_available_memory_is_read() -> None:
     assert ramscratch._available_memory() > 0
+
+
+def test_the_guess_of_an_unpacked_tree_is_generous(tmp_path: Path) -> None:
+    archive = tmp_path / "rootfs.tar.zst"
+    archive.write_bytes(b"x" * 2**20)
+    assert ramscratch.unpacked_size(archive) == 4 * 2**20 + 256 * 2**20
