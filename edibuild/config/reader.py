@@ -73,7 +73,7 @@ class Reader:
         value = self.data.get(field, default)
         if value is _ABSENT:
             self.fail("is required but not set", hint=f"add `{field}: ...`", field=field)
-        return value
+        return value  # type: ignore[return-value]  # a default given by the caller
 
     def text(
         self, field: str, default: object = _ABSENT, *, what: str = "a text", forbidden: str = ""
