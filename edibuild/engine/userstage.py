@@ -35,6 +35,7 @@ from typing import Any
 
 from edibuild.config import names
 from edibuild.config.project import Project
+from edibuild.config.reader import Reader
 from edibuild.data import Json, mapping
 from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import ConfigError
@@ -75,12 +76,8 @@ def _running(project: Project, known: Sequence[Stage]) -> set[str]:
 
 
 def _error(project: Project, key: str, field: str, message: str, hint: str) -> ConfigError:
-    return ConfigError(
-        message,
-        location=project.where("postprocessing", key, field),
-        key=f"postprocessing.{key}.{field}",
-        hint=hint,
-    )
+    """The error of field `field` of postprocessing node `key` (through the one Reader)."""
+    return Reader(project.where, ("postprocessing", key), {}).error(message, hint=hint, field=field)
 
 
 def _check_stage_name(project: Project, key: str, available: Mapping[str, Stage]) -> str:
