@@ -88,7 +88,7 @@ def outputs(project: Project) -> Mapping[str, str]:
     return {"container": "configured.tar.zst"}
 
 
-def config(project: Project) -> Json:
+def config(project: Project) -> dict[str, Json]:
     """Parameters, extra vars, playbooks, profiles, mirror, proxy hosts and the epoch."""
     boot = project.bootstrap
     return {
@@ -216,7 +216,7 @@ def _run_playbooks(
     ctx: StageContext, backend: ContainerBackend, box: Instance, network: Network, plan: Plan
 ) -> Json:
     """Run the playbooks the start layer does not cover; save a layer after each but the last."""
-    done = []
+    done: list[Json] = []
     for index, node in enumerate(ctx.project.playbooks):
         if index < plan.start:
             continue

@@ -22,7 +22,7 @@ from edibuild.config.validate import (
 )
 from edibuild.config.values import check_parameters
 from edibuild.config.yamlpos import KeyPath, Layer
-from edibuild.data import Json
+from edibuild.data import Json, mapping
 from edibuild.errors import ConfigError, Location
 
 SSH_KEYS_DIR = "ssh_pub_keys"
@@ -121,7 +121,7 @@ def _project(
             data[section], nodes[section] = node_section(section, data[section], where, dirs)
     boot = bootstrap(data.get("bootstrap"), where, dirs)
     if boot.keyring is not None:
-        data["bootstrap"] = {**data["bootstrap"], "keyring": str(boot.keyring)}
+        data["bootstrap"] = {**mapping(data["bootstrap"]), "keyring": str(boot.keyring)}
     prefixes = {(section,) for section in NODE_SECTIONS}
     kept = {p: loc for p, loc in locations.items() if p[:1] not in prefixes or _alive(data, p)}
     return Project(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -144,6 +144,29 @@ def plugin_folder(plugin: Path, roots: Sequence[Path]) -> Path | None:
     return folder
 
 
+def _plugin_file_size(
+    path: Path, real_roots: Sequence[Path], refuse: Callable[[str, str], ConfigError]
+) -> int:
+    """The size of a file of a plugin folder; refused unless a regular file inside the roots."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise refuse(
+            f"{path} cannot be read ({error.strerror})", "remove the broken link"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse(
+            f"{path} is not a regular file",
+            "remove it: a plugin folder holds files and folders only",
+        )
+    if path.is_symlink() and not inside(real(path), real_roots):
+        raise refuse(
+            f"{path} is a symlink leading outside the project ({real(path)})",
+            "copy the file into the plugin's folder",
+        )
+    return info.st_size
+
+
 def folder_files(
     folder: Path, roots: Sequence[Path], *, key: str, location: Location
 ) -> tuple[Path, ...]:
@@ -185,24 +208,8 @@ def _folder_files(
                 )
         for name in sorted(names):
             path = Path(top, name)
-            try:
-                info = path.stat()
-            except OSError as error:
-                raise refuse(
-                    f"{path} cannot be read ({error.strerror})", "remove the broken link"
-                ) from None
-            if not stat.S_ISREG(info.st_mode):
-                raise refuse(
-                    f"{path} is not a regular file",
-                    "remove it: a plugin folder holds files and folders only",
-                )
-            if path.is_symlink() and not inside(real(path), real_roots):
-                raise refuse(
-                    f"{path} is a symlink leading outside the project ({real(path)})",
-                    "copy the file into the plugin's folder",
-                )
+            total += _plugin_file_size(path, real_roots, refuse)
             found.append(path)
-            total += info.st_size
             if len(found) > MAX_FOLDER_FILES or total > MAX_FOLDER_BYTES:
                 raise refuse(
                     f"the plugin folder {folder} holds more than {MAX_FOLDER_FILES} files or "

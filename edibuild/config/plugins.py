@@ -12,6 +12,7 @@ from edibuild.config.project import Node
 from edibuild.config.suggest import did_you_mean, expect_mapping, expect_str
 from edibuild.config.values import check_parameters
 from edibuild.data import Json
+from edibuild.data import mapping as as_mapping
 from edibuild.errors import ConfigError, Location
 
 NODE_SECTIONS = ("lxd_profiles", "playbooks", "postprocessing")
@@ -79,7 +80,7 @@ def node_section(
             key = f"{section}.{name}.path"
             path = require_plugin(node.get("path"), key, where, dirs)
             node["path"] = str(path)
-            parameters = node.get("parameters", {})
+            parameters = as_mapping(node.get("parameters"))
             files: tuple[Path, ...] = ()
             folder = plugin_folder(path, dirs) if section in FOLDER_SECTIONS else None
             if folder is not None:
