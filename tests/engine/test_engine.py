@@ -179,9 +179,11 @@ def test_bare_doit_clean_and_forget_do_nothing(h: Harness) -> None:
 def test_manifest_records_inputs_and_info(h: Harness) -> None:
     h.doit("image:proj")
     manifest = json.loads(h.art("beta.manifest.json").read_text())
-    assert manifest["info"] == {"alpha_length": 5}
+    assert manifest["info"]["alpha_length"] == 5
+    assert manifest["info"]["space"]["outputs"] == h.art("beta.txt").stat().st_size
+    assert manifest["info"]["space"]["scratch"] >= 0
     timed = json.loads(h.art("gamma.manifest.json").read_text())["info"]
-    assert set(timed) == {"phases"} and timed["phases"]["write"] >= 0
+    assert set(timed) == {"phases", "space"} and timed["phases"]["write"] >= 0
     assert set(manifest["upstream"]) == {"alpha"}
     assert next(iter(manifest["plugins"].values()))
     assert os.path.samefile(
