@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edibuild import orphans
 from edibuild.errors import StageFailed
 
 HOP_HEADERS = (
@@ -35,6 +36,8 @@ HOP_HEADERS = (
     "upgrade",
 )
 CACHEABLE_SUFFIXES = (".deb", ".udeb")
+PART_PREFIX = ".part-"
+HOST = socket.gethostname()
 TIMEOUT = 60
 # Never forwarded to: private networks (RFC 1918, CGNAT, ULA), loopback, link-local,
 # multicast, unspecified and reserved addresses.
@@ -196,7 +199,7 @@ def _relay(
             write(chunk)
         return
     cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".part-")
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f"{PART_PREFIX}{os.getpid()}@{HOST}-")
     last = b""
     try:
         with os.fdopen(fd, "wb") as part:
@@ -248,6 +251,24 @@ class _ProxyServer(ThreadingHTTPServer):
         return self.cache / host.lower() / Path(*parts)
 
 
+def sweep_parts(cache: Path) -> list[Path]:
+    """Remove the partial downloads (`.part-PID@HOST-...`) of ended proxies of this host.
+
+    A download completes into a temporary file that is renamed into place; a build
+    killed meanwhile leaves the temporary file, which nothing else would remove.
+    """
+    removed = []
+    for part in cache.rglob(f"{PART_PREFIX}*"):
+        pid, _, rest = part.name[len(PART_PREFIX) :].partition("@")
+        if not rest.startswith(f"{HOST}-") or not pid.isdigit() or orphans.alive(int(pid)):
+            continue
+        if part.is_file():
+            with contextlib.suppress(OSError):
+                part.unlink()
+                removed.append(part)
+    return removed
+
+
 def mirror_hosts(urls: Iterable[str]) -> list[str]:
     """Return the host names of http:// mirror URLs (https ones cannot be proxied)."""
     hosts = []
@@ -274,6 +295,7 @@ def serving(
             "signatures, so https is not needed)",
         )
     cache.mkdir(parents=True, exist_ok=True)
+    sweep_parts(cache)
     server = _ProxyServer(hosts, cache, resolve, port)
     thread = threading.Thread(target=server.serve_forever, name="edibuild-apt-proxy", daemon=True)
     thread.start()

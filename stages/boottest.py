@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edibuild import interrupt
 from edibuild import run as runner
 from edibuild.errors import CommandFailed, ConfigError, StageFailed
 from edibuild.layout import Layout, Partition, parse_layout
@@ -328,6 +329,7 @@ def boot(ctx: StageContext, test: BootTest, argv: list[str]) -> float:
             if _console_has(console, test.expect.encode()):
                 return time.monotonic() - started
             thread.join(1.0)
+            interrupt.check()  # an interrupt reaches a worker thread (doit -n 2) here
         if _console_has(console, test.expect.encode()):
             return time.monotonic() - started
         stopped_by_itself = list(ended)  # before _stop: what qemu did on its own

@@ -17,7 +17,7 @@ from typing import Any
 
 import ansible_runner
 
-from edibuild import toolpath
+from edibuild import interrupt, toolpath
 from edibuild.errors import StageFailed, ToolMissing
 from edibuild.project import Json
 from edibuild.run import say
@@ -138,6 +138,7 @@ def run_playbook(
     try:
         while thread.is_alive():
             thread.join(0.5)
+            interrupt.check()  # an interrupt reaches a worker thread (doit -n 2) here
     except BaseException:
         cancel.set()
         thread.join(30)
