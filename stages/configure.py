@@ -33,7 +33,7 @@ from edibuild.config.layers import read_layer
 from edibuild.errors import ConfigError, StageFailed
 from edibuild.lazy import lazy_import
 from edibuild.lxd import devices, names
-from edibuild.lxd.errors import Refused
+from edibuild.lxd.errors import BackendError, Refused
 from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
 from edibuild.project import Json, Project
 from edibuild.reproducible import source_date_epoch
@@ -71,6 +71,15 @@ def _remove(backend: ContainerBackend, name: str) -> None:
     """Remove a configure container and the profiles made for it."""
     backend.remove_instance(name)
     backend.delete_profiles(f"{name}-")
+
+
+def _remove_at_end(backend: ContainerBackend, name: str) -> None:
+    """Remove the build's container; if LXD cannot (it is gone, say), leave it to the next
+    run, which removes a container whose process ended, and keep the build's own error."""
+    try:
+        _remove(backend, name)
+    except BackendError as exc:
+        say(f"configure: could not remove container {name} ({exc.message}); the next run does")
 
 
 def remove_leftovers(backend: ContainerBackend, project: Project) -> list[str]:
@@ -313,7 +322,7 @@ def build(ctx: StageContext) -> Json:
     name = names.configure_container(ctx.project.name, ctx.key)
     published = ctx.scratch("published.tar")
     with contextlib.ExitStack() as stack:
-        stack.callback(_remove, backend, name)
+        stack.callback(_remove_at_end, backend, name)
         network = stack.enter_context(network_for(backend, ctx.project))
         with ctx.phase("launch"):
             box = _launch(ctx, backend, name, plan, image, network)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from edibuild.errors import StageFailed
 from edibuild.lxd import boot, names
-from edibuild.lxd.errors import NotFound, Refused
+from edibuild.lxd.errors import BackendError, Refused
 from edibuild.lxd.protocol import Executed
 from edibuild.lxd.translate import translated
+
+BUSY_TRIES = 30  # seconds a delete waits for another operation on the instance
 
 
 class LxdInstance:
@@ -150,13 +153,28 @@ class LxdInstance:
                     for chunk in response.iter_content(chunk_size=1 << 20):
                         out.write(chunk)
         finally:
-            with contextlib.suppress(NotFound), translated(f"deleting image {image.fingerprint}"):
+            # A delete that fails (LXD gone) must not hide why the export stopped: the
+            # image is marked, and the project's next configure run deletes it.
+            with contextlib.suppress(BackendError), translated(f"deleting {image.fingerprint}"):
                 image.delete(wait=True)
 
     def remove(self) -> None:
-        """Stop (by force) and delete the instance."""
+        """Stop (by force) and delete the instance.
+
+        LXD refuses to delete an instance that another operation (a stop still running,
+        after a daemon restart say) holds: the delete is tried again for a while.
+        """
         if self.status != "Stopped":
             with contextlib.suppress(Refused), translated(f"stopping {self.name}"):
                 self._instance.stop(force=True, wait=True)
-        with translated(f"deleting {self.name}"):
-            self._instance.delete(wait=True)
+        for attempt in range(BUSY_TRIES):
+            try:
+                with translated(f"deleting {self.name}"):
+                    self._instance.delete(wait=True)
+                return
+            except Refused as exc:
+                if "busy" not in str(exc).lower() or attempt == BUSY_TRIES - 1:
+                    raise
+                time.sleep(1)
+                with contextlib.suppress(Refused), translated(f"stopping {self.name}"):
+                    self._instance.stop(force=True, wait=True)
