@@ -20,7 +20,7 @@ from doit.exceptions import TaskFailed
 
 from edibuild import explain, interrupt, orphans, space
 from edibuild.errors import EdibuildError, StageFailed
-from edibuild.fsutil import read_json
+from edibuild.fsutil import read_json, remove_file, sha256_file
 from edibuild.inputs import StageInputs
 from edibuild.project import Json, Project
 from edibuild.reproducible import source_date_epoch
@@ -117,7 +117,38 @@ def _upstream_paths(
     return paths, infos
 
 
-def _run(session: Session, project: Project, stage: Stage) -> None:
+def _changed_inputs(project: Project, stage: Stage, arts: ProjectArtifacts) -> list[str]:
+    """The upstream stages whose installed files no longer hash to their pointer's digests.
+
+    A build reads its inputs, so it hashes them first (about a second per GB): an
+    artifact written to in place since it was installed (through its hard link the
+    cache's blob too) must not end up in this stage's outputs.
+    """
+    changed = []
+    for up in stage.upstream:
+        for out in (arts.outputs(up) or {}).values():
+            try:
+                same = sha256_file(arts.dir / out.file) == out.sha256
+            except OSError:
+                same = False
+            if not same:
+                say(f"{stage.name}:{project.name}: its input {out.file} ({up}) was changed on "
+                    "disk after it was installed; it is built again first")  # fmt: skip
+                changed.append(up)
+                break
+    return changed
+
+
+def _repair(session: Session, project: Project, stages: Sequence[str]) -> None:
+    """Build upstream stages again whose installed outputs were changed on disk."""
+    for name in stages:
+        up = next(s for s in session.pipeline.enabled(project) if s.name == name)
+        arts = session.artifacts(project)
+        remove_file(arts.pointer(name), arts.dir)  # never taken as finished again
+        _run(session, project, up)
+
+
+def _run(session: Session, project: Project, stage: Stage, repairs: int = 2) -> None:
     arts = session.artifacts(project)
     paths, infos = _upstream_paths(project, stage, arts)
     inputs = session.inputs(project, stage, session.installed_upstream(project, stage))
@@ -140,10 +171,22 @@ def _run(session: Session, project: Project, stage: Stage) -> None:
             cache.forget(stage.name, inputs.key)
             entry = None
         reused = entry is not None
-        if entry is None:
+        changed = [] if reused else _changed_inputs(project, stage, arts)
+        if changed and repairs:
+            _repair(session, project, changed)
+        elif changed:
+            raise StageFailed(
+                f"the inputs from {', '.join(changed)} still differ from their digests "
+                "after building them again",
+                hint="remove the artifact folder of the project and run the build again",
+            )
+        elif entry is None:
             entry = _build(project, stage, inputs, paths, infos, session)
         else:
             say(f"{stage.name}:{project.name}: reused from the cache (key {inputs.key[:12]})")
+    if entry is None:  # its inputs were rebuilt (their digests may differ): start again
+        _run(session, project, stage, repairs - 1)
+        return
     names = stage.outputs(project)
     entry = dataclasses.replace(
         entry,
