@@ -220,7 +220,7 @@ def places(
     """Where a stage writes: scratch (peak), cache (outputs), artifacts (log, or copies)."""
     return [
         Place("the scratch space", scratch_root, need.scratch),
-        Place("the cache", cache_root, need.outputs),
+        Place("the cache", cache_root / "blobs", need.outputs),
         Place("the artifact folder", artifacts, need.outputs if copies else 1 << 20),
     ]
 
