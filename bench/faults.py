@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -140,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     print(matrix.totals(outcomes))
     header = (
         f"Measured {matrix.now()} with `python bench/faults.py --seed {args.seed}"
-        f"{f' --runs {args.runs}' if args.runs != 1 else ''}` on {matrix.machine()}."
+        f"{f' --runs {args.runs}' if args.runs != 1 else ''}"
+        f"{''.join(f' --only {shlex.quote(only)}' for only in args.only or ())}"
+        f"{f' --sample {args.sample:g}' if args.sample else ''}` on {matrix.machine()}."
     )
     if not args.no_record:
         write(args.results, outcomes, header, started)

@@ -751,6 +751,7 @@ def session(
         say("faults: the reference build (what every recovery must equal)")
         for name in recovery_tasks(set(STAGES) if stages is None else stages):
             ref.need(name, timeout=3600)
+        detach(ref.artifacts)
         ctx = Context(tmp, cache, projects, lxd, decoys, Reference.of(ref), ref, say)
         yield ctx
     finally:
@@ -758,4 +759,15 @@ def session(
         # the next session imports and launches again, and configures from its cache).
         probes.remove_project(lxd, P)
         decoys.remove()
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(ref.root, ignore_errors=True)  # a failed run's folder keeps its logs
+        shutil.rmtree(tmp / "decoys", ignore_errors=True)
+
+
+def detach(folder: Path) -> None:
+    """Make the installed files of a folder copies of their own, not hard links to the
+    cache's blobs: the reference must keep its bytes when a cell changes a blob."""
+    for path in folder.iterdir():
+        if path.is_file() and path.stat().st_nlink > 1:
+            copy = path.with_name(f".{path.name}.copy")
+            shutil.copy2(path, copy)
+            os.replace(copy, path)

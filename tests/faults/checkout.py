@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -69,6 +70,7 @@ class Started:
     started: float
     lines: list[str] = field(default_factory=list)
     history: list[Run] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @property
     def mark(self) -> str:
@@ -104,10 +106,18 @@ class Started:
             self.proc.kill()
             self.proc.wait()
             code = -999
-        time.sleep(0.2)
+        if self.reader is not None:  # all it printed: on a busy machine the reader lags
+            self.reader.join(30)
         run = Run(self.args, code, self.output(), time.monotonic() - self.started, self.mark)
         self.history.append(run)
         return run
+
+
+def _ctrl_c_default() -> None:
+    """Let doit take Ctrl-C as a terminal gives it: a harness started in the background
+    (`cmd &` in a script) has SIGINT ignored, which its children inherit (and edibuild
+    rightly leaves alone)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def copy_projects(target: Path) -> Path:
@@ -180,10 +190,12 @@ class Checkout:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_ctrl_c_default,
         )
         started = Started(proc, args, time.monotonic(), history=self.history)
         self.marks.append(started.mark)
-        threading.Thread(target=started._read, daemon=True).start()
+        started.reader = threading.Thread(target=started._read, daemon=True)
+        started.reader.start()
         return started
 
     def need(self, *args: str, timeout: float = 3600) -> Run:
