@@ -9,6 +9,7 @@ message at the line where the limit was crossed.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import math
 from dataclasses import dataclass, field
@@ -44,8 +45,25 @@ class Layer:
         return self.locations.get(tuple(keys), Location(self.file))
 
 
+# Layers parsed in this process by (rendered text, file): 50 projects including the same
+# file with the same values parse it once. Each caller gets its own copy.
+_PARSED: dict[tuple[Rendered, Path], Layer] = {}
+MAX_PARSED = 512
+
+
 def parse(rendered: Rendered, file: Path) -> Layer:
     """Parse rendered YAML into a Layer; a top-level mapping (or nothing) is required."""
+    key = (rendered, file)
+    found = _PARSED.get(key)
+    if found is None:
+        found = _parse(rendered, file)
+        if len(_PARSED) >= MAX_PARSED:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return Layer(found.file, copy.deepcopy(found.data), dict(found.locations))
+
+
+def _parse(rendered: Rendered, file: Path) -> Layer:
     check_events(rendered, file)
     loader = _Loader(rendered.text)
     try:

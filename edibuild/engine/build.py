@@ -19,7 +19,7 @@ from doit.exceptions import TaskFailed
 
 from edibuild.config.project import Project
 from edibuild.data import Json, mapping
-from edibuild.engine import explain
+from edibuild.engine import budget, explain
 from edibuild.engine.inputs import StageInputs
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage, StageContext
@@ -125,6 +125,8 @@ def _run(session: Session, project: Project, stage: Stage) -> None:
         "outputs": {n: o.as_json() for n, o in entry.outputs.items()},
     }
     arts.install(cache, entry, manifest)
+    if not reused:  # the new outputs are installed, so protected: fit the budget
+        budget.keep_within(cache, session.workspace.artifacts_dir)
 
 
 def _build(
