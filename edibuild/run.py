@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from edibuild import orphans, toolpath
+from edibuild import orphans
 from edibuild.errors import CommandFailed
+from edibuild.host import toolpath
 
 StrPath = str | os.PathLike[str]
 TAIL_LINES = 25
@@ -140,6 +141,17 @@ def _communicate(
     return proc.returncode, out, err
 
 
+def _failed(line: str, proc: subprocess.CompletedProcess[bytes], log: Path | None) -> CommandFailed:
+    """The error of a command that exited non-zero: the line, how it ended, its output's tail."""
+    if log is not None:
+        tail, where = _tail(log), f"\n  full log: {log}"
+    else:
+        tail = (proc.stderr or b"").decode("utf-8", "replace").strip()
+        tail, where = "\n".join(tail.splitlines()[-TAIL_LINES:]), ""
+    detail = f"\n{tail}" if tail else ""
+    return CommandFailed(f'"{line}" {_describe_exit(proc.returncode)}{detail}{where}')
+
+
 def run(
     argv: Sequence[StrPath],
     *,
@@ -197,15 +209,7 @@ def run(
             logf.close()
     proc = subprocess.CompletedProcess(args, code, out, err)
     if check and proc.returncode != 0:
-        if log is not None:
-            tail = _tail(log)
-            where = f"\n  full log: {log}"
-        else:
-            tail = (proc.stderr or b"").decode("utf-8", "replace").strip()
-            tail = "\n".join(tail.splitlines()[-TAIL_LINES:])
-            where = ""
-        detail = f"\n{tail}" if tail else ""
-        raise CommandFailed(f'"{line}" {_describe_exit(proc.returncode)}{detail}{where}')
+        raise _failed(line, proc, log)
     return proc
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from edibuild.fsutil import read_json
+from edibuild.store.fsutil import read_json
 
 FULL_TEXT = "No space left on device"
 MIN_INTERVAL = 2.0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 
-from edibuild.stage import Stage
+from edibuild.engine.stage import Stage
 
-# In pipeline order. Each module defines STAGE (an edibuild.stage.Stage).
+# One module per stage, named after it (`import_`: import is a Python keyword); each defines
+# STAGE (an edibuild.engine.stage.Stage). The order runs are planned in comes from what each
+# stage reads (edibuild/engine/pipeline.py), not from this list.
 STAGE_MODULES: tuple[str, ...] = (
     "bootstrap",
-    "lxd_import",
+    "import_",
     "configure",
     "export",
     "partitions",
@@ -17,7 +19,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "bmap",
     "mender",
     "boottest",
-    "devcontainer",
+    "container",
 )
 
 

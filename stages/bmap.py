@@ -7,8 +7,26 @@ writes only the mapped blocks and checks their digests.
 
 from __future__ import annotations
 
-from edibuild.project import Json
-from edibuild.stage import Stage, StageContext, Tool
+from collections.abc import Mapping
+
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext, Tool
+
+
+def outputs(project: Project) -> Mapping[str, str]:
+    """One output: the block map, named after the project."""
+    return {"bmap": f"{project.name}.bmap"}
+
+
+def config(project: Project) -> Json:
+    """Nothing: the block map depends on the image's bytes only."""
+    return {}
+
+
+def tools(project: Project) -> tuple[Tool, ...]:
+    """bmaptool makes it, from cp's sparse copy."""
+    return (Tool("bmaptool", "bmap-tools"), Tool("cp", "coreutils"))
 
 
 def build(ctx: StageContext) -> Json:
@@ -32,10 +50,10 @@ STAGE = Stage(
     name="bmap",
     doc="Make the block map of the disk image (bmaptool copy flashes it fast)",
     upstream=("disk",),
-    outputs=lambda project: {"bmap": f"{project.name}.bmap"},
-    config=lambda project: {},
+    outputs=outputs,
+    config=config,
     build=build,
-    tools=lambda project: (Tool("bmaptool", "bmap-tools"), Tool("cp", "coreutils")),
+    tools=tools,
     needs_root=False,
     image_output=True,
 )

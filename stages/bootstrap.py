@@ -13,11 +13,12 @@ import hashlib
 import os
 from pathlib import Path
 
-from edibuild import debian
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import StageFailed
-from edibuild.project import Json, Project
+from edibuild.image import debian
 from edibuild.run import output
-from edibuild.stage import Stage, StageContext, Tool
 
 MIRROR_TIMEOUT = 20
 

@@ -34,42 +34,26 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from edibuild import interrupt
 from edibuild import run as runner
-from edibuild.errors import CommandFailed, ConfigError, StageFailed
-from edibuild.layout import Layout, Partition, parse_layout
-from edibuild.project import Json, Project
-from edibuild.stage import Stage, StageContext, Tool
-from edibuild.values import bad_character
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext, Tool
+from edibuild.errors import CommandFailed, StageFailed
+from edibuild.image.boottest import RASPI_DTB, RASPI_MEMORY, BootTest, machine_of
+from edibuild.image.layout import Layout, Partition, layout_of
 
-KEYS = ("timeout", "expect", "memory", "append", "machine", "dtb")
 CONSOLE_TAIL = 30
 KERNEL_RE = re.compile(r"^vmlinuz-(.+)$")
-# Debian architecture -> the machines it boots on (the first is the default).
-MACHINES: Mapping[str, tuple[str, ...]] = {"amd64": ("pc",), "arm64": ("virt", "raspi3b")}
 QEMU: Mapping[str, Tool] = {
     "amd64": Tool("qemu-system-x86_64", "qemu-system-x86"),
     "arm64": Tool("qemu-system-aarch64", "qemu-system-arm"),
 }
-RASPI_MEMORY = 1024  # qemu's raspi3b has exactly the 1 GiB of the real board
-RASPI_DTB = "bcm2837-rpi-3-b.dtb"  # what the firmware picks on a 3 B (upstream names)
 RASPI_FILTERS = ("all", "pi3")  # config.txt sections that apply to a Raspberry Pi 3 B
-
-
-@dataclass(frozen=True)
-class BootTest:
-    """How to judge a boot: the marker to wait for, within how many seconds, and on what."""
-
-    timeout: int = 180
-    expect: str = "login:"
-    memory: int = 1024
-    append: str = ""
-    machine: str | None = None  # None: the architecture's default machine
-    dtb: str | None = None  # raspi3b: device tree file in the firmware partition
 
 
 @dataclass(frozen=True)
@@ -83,58 +67,20 @@ class BootFiles:
     version: str
 
 
-def machine_of(test: BootTest, architecture: str) -> str:
-    """The qemu machine a boot test runs on (its own, or the architecture's default)."""
-    return test.machine or MACHINES[architecture][0]
+def enabled(project: Project) -> bool:
+    """Only projects with a `boottest` section are booted."""
+    return project.boottest is not None
 
 
-def parse_boottest(project: Project) -> BootTest | None:
-    """Validate the `boottest` section; None when the project is not boot-tested."""
-    raw = project.section("boottest")
-    if raw is None:
-        return None
-
-    def fail(message: str, hint: str, *keys: str) -> ConfigError:
-        return ConfigError(message, hint=hint, location=project.where("boottest", *keys),
-                           key=".".join(("boottest", *keys)))  # fmt: skip
-
-    if not isinstance(raw, Mapping):
-        raise fail("must be a mapping", 'boottest: {timeout: 180, expect: "login:"}')
-    for key in raw:
-        if key not in KEYS:
-            raise fail(f"unknown key {key!r}", f"known keys: {', '.join(KEYS)}", key)
-    arch = project.bootstrap.architecture
-    if arch not in MACHINES:
-        raise fail(f"boot tests run {' and '.join(MACHINES)} images only, not {arch}",
-                   "remove the boottest section for this project")  # fmt: skip
-    test = BootTest(**raw)
-    for key, most in (("timeout", 86400), ("memory", 256 * 1024)):
-        value = getattr(test, key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= most:
-            raise fail(
-                f"{key} must be a positive whole number (at most {most}), not {value!r}", "", key
-            )
-    if not isinstance(test.expect, str) or not test.expect:
-        raise fail("expect must be a non-empty string", 'expect: "login:"', "expect")
-    if not isinstance(test.append, str) or bad_character(test.append) is not None:
-        raise fail("append must be a one-line string", 'append: "quiet"', "append")
-    _check_machine(test, arch, fail)
-    return test
+def settings_of(project: Project) -> BootTest:
+    """The project's boot test (the stage runs only when it has one)."""
+    assert project.boottest is not None, "the boottest stage runs only with a boottest section"
+    return project.boottest
 
 
-def _check_machine(test: BootTest, arch: str, fail: Callable[..., ConfigError]) -> None:
-    """Check `machine`, `dtb` and `memory` against the architecture and each other."""
-    if test.machine is not None and test.machine not in MACHINES[arch]:
-        raise fail(f"machine {test.machine!r} does not boot {arch} images",
-                   f"machines for {arch}: {', '.join(MACHINES[arch])}", "machine")  # fmt: skip
-    machine = machine_of(test, arch)
-    if test.dtb is not None and (machine != "raspi3b" or not isinstance(test.dtb, str)
-                                 or "/" in test.dtb or not test.dtb.endswith(".dtb")):  # fmt: skip
-        raise fail(f"dtb must name a .dtb file of the firmware partition on a raspi3b, "
-                   f"not {test.dtb!r} on {machine}", f"dtb: {RASPI_DTB}", "dtb")  # fmt: skip
-    if machine == "raspi3b" and test.memory != RASPI_MEMORY:
-        raise fail(f"a raspi3b has {RASPI_MEMORY} MiB, not {test.memory}",
-                   "remove `memory`", "memory")  # fmt: skip
+def outputs(project: Project) -> Mapping[str, str]:
+    """The verdict and the console of the boot."""
+    return {"result": "boottest.json", "console": "boottest-console.log"}
 
 
 def boot_partition(layout: Layout) -> tuple[Partition, str]:
@@ -189,9 +135,9 @@ def kernel_and_initrd(ctx: StageContext, layout: Layout) -> tuple[Path, Path, st
 
 def virtual_boot(ctx: StageContext, machine: str) -> BootFiles:
     """Kernel and initrd from /boot, root on the virtio disk (machines `pc` and `virt`)."""
-    kernel, initrd, version = kernel_and_initrd(ctx, parse_layout(ctx.project))
+    kernel, initrd, version = kernel_and_initrd(ctx, layout_of(ctx.project))
     console = "ttyS0" if machine == "pc" else "ttyAMA0"
-    root = parse_layout(ctx.project).root.number
+    root = layout_of(ctx.project).root.number
     cmdline = f"root=/dev/vda{root} rootwait console={console} panic=-1"
     return BootFiles(kernel, initrd, None, cmdline, version)
 
@@ -233,7 +179,7 @@ def raspi_cmdline(cmdline_txt: str) -> str:
 
 def raspi_boot(ctx: StageContext, test: BootTest) -> BootFiles:
     """Read config.txt and cmdline.txt like the firmware does and copy out what they name."""
-    part = firmware_partition(parse_layout(ctx.project))
+    part = firmware_partition(layout_of(ctx.project))
     image = ctx.input("partitions", part.name)
 
     def fetch(name: str) -> Path:
@@ -370,13 +316,12 @@ def boot_files(ctx: StageContext, test: BootTest) -> BootFiles:
 
 def build(ctx: StageContext) -> Json:
     """Boot the image in qemu and record how long it took to reach the marker."""
-    test = parse_boottest(ctx.project)
-    assert test is not None
+    test = settings_of(ctx.project)
     files = boot_files(ctx, test)
     seconds = boot(ctx, test, qemu_command(ctx, test, files))
     ctx.output("console").parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ctx.scratch("console.log"), ctx.output("console"))
-    result = {"booted": True, "expect": test.expect, "seconds": round(seconds, 1),
+    result: dict[str, Json] = {"booted": True, "expect": test.expect, "seconds": round(seconds, 1),
               "kernel": files.version, "accelerator": "tcg",
               "machine": machine_of(test, ctx.project.bootstrap.architecture),
               "cmdline": f"{files.cmdline} {test.append}".strip()}  # fmt: skip
@@ -386,8 +331,7 @@ def build(ctx: StageContext) -> Json:
 
 def config(project: Project) -> Json:
     """The boot test settings (timeout, marker, memory, extra kernel arguments, machine)."""
-    test = parse_boottest(project)
-    assert test is not None
+    test = settings_of(project)
     return {key: value for key, value in vars(test).items() if value is not None}
 
 
@@ -402,10 +346,10 @@ STAGE = Stage(
     name="boottest",
     doc="Boot the disk image in qemu (no KVM needed) up to a console marker",
     upstream=("partitions", "disk"),
-    outputs=lambda project: {"result": "boottest.json", "console": "boottest-console.log"},
+    outputs=outputs,
     config=config,
     build=build,
-    enabled=lambda project: parse_boottest(project) is not None,
+    enabled=enabled,
     tools=tools,
     needs_root=False,
     image_output=True,

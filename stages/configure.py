@@ -11,7 +11,7 @@ half-configured. The export stage turns the tarball into the reproducible rootfs
 Leftovers of a killed run (same project, stage prefix, owner process gone) are
 removed when the next run starts; `clean_external` removes all of the project's.
 
-Layers (edibuild/layers.py; opt out with `lxd: {layers: false}`): after every playbook
+Layers (edibuild/lxd/layers.py; opt out with `lxd: {layers: false}`): after every playbook
 but the last, the container is tidied, stopped, published as an LXD image named by the
 key of the state so far, and started again. A later run launches from the longest
 cached prefix and runs only the playbooks after it: editing the third playbook reruns
@@ -29,26 +29,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edibuild.config.layers import read_layer
-from edibuild.errors import ConfigError, StageFailed
+from edibuild.config.includes import read_layer
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext, Tool
+from edibuild.errors import StageFailed
+from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
-from edibuild.lxd import devices, names
+from edibuild.lxd import devices, mirrors, names
 from edibuild.lxd.errors import BackendError, Refused
 from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
-from edibuild.project import Json, Project
-from edibuild.reproducible import source_date_epoch
 from edibuild.run import say
-from edibuild.stage import Stage, StageContext, Tool
-from edibuild.workspace import Workspace
+from edibuild.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from edibuild import aptproxy, layers
     from edibuild.ansible import playbook
-    from edibuild.layers import Plan
-    from edibuild.lxd import client
+    from edibuild.lxd import aptproxy, client, layers
+    from edibuild.lxd.layers import Plan
 else:  # loaded when a build needs them, not at every doit start
-    aptproxy = lazy_import("edibuild.aptproxy")
-    layers = lazy_import("edibuild.layers")
+    aptproxy = lazy_import("edibuild.lxd.aptproxy")
+    layers = lazy_import("edibuild.lxd.layers")
     client = lazy_import("edibuild.lxd.client")
     playbook = lazy_import("edibuild.ansible.playbook")
 
@@ -104,11 +104,13 @@ def remove_leftovers(backend: ContainerBackend, project: Project) -> list[str]:
     return removed
 
 
-def _outputs(project: Project) -> Mapping[str, str]:
+def outputs(project: Project) -> Mapping[str, str]:
+    """One output: the configured container as an LXD image tarball."""
     return {"container": "configured.tar.zst"}
 
 
-def _config(project: Project) -> Json:
+def config(project: Project) -> dict[str, Json]:
+    """Parameters, extra vars, playbooks, profiles, mirror, proxy hosts and the epoch."""
     boot = project.bootstrap
     return {
         "parameters": dict(project.parameters),
@@ -128,7 +130,7 @@ def container_environment(epoch: int) -> dict[str, str]:
     return {"environment.SOURCE_DATE_EPOCH": str(epoch)}
 
 
-def _plugins(project: Project) -> tuple[Path, ...]:
+def plugins(project: Project) -> tuple[Path, ...]:
     """Every file the playbooks may read: profiles, playbooks with the files of their
     folders, and ssh_pub_keys/ (found and bounded at load: edibuild/config/paths.py)."""
     files: set[Path] = {n.path for n in project.lxd_profiles}
@@ -137,6 +139,12 @@ def _plugins(project: Project) -> tuple[Path, ...]:
         files.update(node.files)
     files.update(project.ssh_keys)
     return tuple(sorted(files))
+
+
+def parsed_plugins(project: Project) -> tuple[Path, ...]:
+    """The playbooks: Ansible reads them as YAML, so they count by what they say (a
+    comment or layout edit runs nothing); the files beside them count by their bytes."""
+    return tuple(sorted({n.path for n in project.playbooks}))
 
 
 def bootstrap_vars(project: Project) -> dict[str, Json]:
@@ -169,9 +177,8 @@ def create_profiles(backend: ContainerBackend, project: Project, name: str) -> l
 
 def proxy_hosts(project: Project) -> list[str]:
     """Return the hosts the apt proxy may forward to: the mirror plus `lxd.proxy_hosts`."""
-    section = project.section("lxd") or {}
-    extra = [f"http://{h}/" for h in section.get("proxy_hosts", [])]
-    return aptproxy.mirror_hosts([project.bootstrap.mirror, *extra])
+    extra = [f"http://{h}/" for h in project.lxd.proxy_hosts]
+    return mirrors.mirror_hosts([project.bootstrap.mirror, *extra])
 
 
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/00edibuild-proxy"
@@ -205,12 +212,7 @@ class Network:
 
 
 def _network_mode(backend: ContainerBackend, project: Project) -> str:
-    wanted = (project.section("lxd") or {}).get("network", "auto")
-    if wanted not in ("auto", "default", "proxy"):
-        raise ConfigError(
-            f"lxd.network must be auto, default or proxy, not {wanted!r}",
-            location=project.where("lxd", "network"),
-        )
+    wanted = project.lxd.network  # auto, default or proxy (checked at load)
     if wanted == "auto":
         wanted = "default" if backend.default_network_works() else "proxy"
     if wanted == "proxy" and not backend.endpoint.is_local:
@@ -237,26 +239,52 @@ def _run_playbooks(
     ctx: StageContext, backend: ContainerBackend, box: Instance, network: Network, plan: Plan
 ) -> Json:
     """Run the playbooks the start layer does not cover; save a layer after each but the last."""
-    done = []
+    done: list[Json] = []
     for index, node in enumerate(ctx.project.playbooks):
         if index < plan.start:
             continue
         say(f"configure: playbook {node.key}")
         extra = {**ctx.project.parameters, **node.parameters, **bootstrap_vars(ctx.project)}
         data_dir = ctx.scratch(f"ansible/{index:02d}-{node.key}")
-        progress = playbook.run_playbook(
-            node.path, box.name, backend.endpoint.as_json(), extra, data_dir, ctx.log
+        with ctx.phase("playbooks"):
+            progress = playbook.run_playbook(
+                node.path, box.name, backend.endpoint.as_json(), extra, data_dir, ctx.log
+            )
+        done.append(
+            {
+                "key": node.key,
+                "tasks": progress.tasks,
+                "changed": progress.changed,
+                "seconds": progress.seconds,
+                "task_seconds": progress.timings,
+            }
         )
-        done.append({"key": node.key, "tasks": progress.tasks, "changed": progress.changed})
         if plan.publishes(index):
-            _save_layer(ctx.project, backend, box, network, plan, index)
+            with ctx.phase("save layers"):
+                _save_layer(ctx.project, backend, box, network, plan, index)
     return done
 
 
+# Settings for the build only: pushed after every start, removed before every save (and
+# dropped by export too). dpkg skips fsync (a build that crashes is thrown away anyway);
+# apt fetches no translations of package descriptions (the lists never reach the image).
+BUILD_ONLY = {
+    "/etc/dpkg/dpkg.cfg.d/00edibuild-build": b"# edibuild, while configuring\nforce-unsafe-io\n",
+    "/etc/apt/apt.conf.d/00edibuild-build": b'Acquire::Languages "none";\n',
+}
+
+
+def _prepare(box: Instance, network: Network) -> None:
+    """Set the container up for a run of playbooks: the proxy setting, BUILD_ONLY."""
+    network.prepare(box)
+    for path, text in BUILD_ONLY.items():
+        box.push(path, text, mode=0o644, uid=0, gid=0)
+
+
 def _tidy(box: Instance, network: Network) -> None:
-    """Remove what only the run needs (proxy setting, Ansible's files) before a save."""
+    """Remove what only the run needs (proxy setting, BUILD_ONLY, Ansible's files)."""
     network.unprepare(box)
-    box.check(["rm", "-rf", "/root/.ansible"], "removing Ansible's temporary files")
+    box.check(["rm", "-rf", "/root/.ansible", *BUILD_ONLY], "removing the build's own files")
 
 
 def _save_layer(
@@ -274,7 +302,7 @@ def _save_layer(
     box.stop()
     plan.made.append(layers.publish(backend, box, project, plan.keys[i], after))
     box.start()
-    network.prepare(box)
+    _prepare(box, network)
 
 
 def _launch(
@@ -282,12 +310,12 @@ def _launch(
 ) -> Instance:
     """Launch the container from the plan's layer, or from the imported image."""
     profiles = ["default", *create_profiles(backend, ctx.project, name)]
-    config = {
+    labels = {
         **names.labels(ctx.project.name, transient=True),
         **container_environment(ctx.source_date_epoch),
     }
     launch = functools.partial(
-        backend.launch, name, profiles=profiles, devices=net.devices, config=config
+        backend.launch, name, profiles=profiles, devices=net.devices, config=labels
     )
     if plan.start:
         after = ctx.project.playbooks[plan.start - 1].key
@@ -307,14 +335,14 @@ def make_plan(ctx: StageContext, backend: ContainerBackend, image: str) -> Plan:
     project = ctx.project
     shared = [n.path for n in project.lxd_profiles]
     shared.extend(project.ssh_keys)
-    common = layers.common_config(_config(project))
+    common = layers.common_config(config(project))
     keys = layers.layer_keys(project, image, ctx.stage.code_version, common, shared)
     return layers.plan(backend, project, keys, image, layers.enabled(project))
 
 
 def build(ctx: StageContext) -> Json:
     """Launch a container (from the imported image or a cached layer), configure, save it."""
-    backend = client.connect(ctx.project.section("lxd"), timeout=None)
+    backend = client.connect(ctx.project.lxd.connection, timeout=None)
     for what in remove_leftovers(backend, ctx.project):
         say(f"configure: removed {what} left by an earlier run")
     image = str(json.loads(ctx.input("import", "image").read_text())["fingerprint"])
@@ -326,9 +354,8 @@ def build(ctx: StageContext) -> Json:
         network = stack.enter_context(network_for(backend, ctx.project))
         with ctx.phase("launch"):
             box = _launch(ctx, backend, name, plan, image, network)
-            network.prepare(box)
-        with ctx.phase("playbooks"):
-            playbooks = _run_playbooks(ctx, backend, box, network, plan)
+            _prepare(box, network)
+        playbooks = _run_playbooks(ctx, backend, box, network, plan)
         with ctx.phase("stop and export"):
             _tidy(box, network)
             say(f"configure: stopping and exporting container {name}")
@@ -350,7 +377,7 @@ def build(ctx: StageContext) -> Json:
 
 def clean_external(project: Project) -> None:
     """Remove every configure container (and its profiles) and layer of `project`."""
-    backend = client.connect(project.section("lxd"))
+    backend = client.connect(project.lxd.connection)
     for box in list(_containers(backend, project)):
         _remove(backend, box.name)
     for what in remove_leftovers(backend, project):  # profiles and unnamed images
@@ -359,7 +386,8 @@ def clean_external(project: Project) -> None:
         print(f"configure:{project.name} - removed LXD image {alias}")
 
 
-def _tools(project: Project) -> tuple[Tool, ...]:
+def tools(project: Project) -> tuple[Tool, ...]:
+    """zstd compresses the published container."""
     return (Tool("zstd", "zstd"),)
 
 
@@ -367,10 +395,11 @@ STAGE = Stage(
     name="configure",
     doc="Configure the root file system with the project's Ansible playbooks in LXD",
     upstream=("import",),
-    outputs=_outputs,
-    config=_config,
+    outputs=outputs,
+    config=config,
     build=build,
-    plugins=_plugins,
-    tools=_tools,
+    plugins=plugins,
+    parsed_plugins=parsed_plugins,
+    tools=tools,
     clean_external=clean_external,
 )

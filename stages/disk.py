@@ -10,14 +10,16 @@ with their holes kept, so the result is as sparse as its partitions.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from edibuild.config.project import Project
+from edibuild.config.values import bad_character
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import StageFailed
-from edibuild.fsimage import derive_hex, derive_uuid
-from edibuild.layout import PART_TYPES, SECTOR, DiskPlan, Layout, parse_layout, place
-from edibuild.project import Json, Project
-from edibuild.stage import Stage, StageContext, Tool
-from edibuild.values import bad_character
+from edibuild.image.fsimage import derive_hex, derive_uuid
+from edibuild.image.layout import PART_TYPES, SECTOR, DiskPlan, Layout, layout_of, place
 
 CHUNK = 1024 * 1024
 ZEROS = bytes(CHUNK)
@@ -47,7 +49,7 @@ def sfdisk_script(plan: DiskPlan, key: str) -> str:
 
 def _script_text(text: str) -> str:
     """A quoted value of the sfdisk script: refused if it could end the quote or the line
-    (parse_layout refuses such labels already; this is the check where it is written)."""
+    (the layout section refuses such labels already; this is the check where it is written)."""
     if bad_character(text) is not None or '"' in text or "\\" in text:
         raise StageFailed(f"the partition label {text!r} cannot be written to sfdisk's script")
     return text
@@ -80,12 +82,12 @@ def plan_disk(ctx: StageContext, layout: Layout) -> DiskPlan:
         p.name: ctx.input("partitions", p.name).stat().st_size if p.image else p.size or 0
         for p in layout.partitions
     }
-    return place(layout, sizes, ctx.project)
+    return place(layout, sizes, ctx.project.where)
 
 
 def build(ctx: StageContext) -> Json:
     """Write the partition table, then each partition image at its offset."""
-    layout = parse_layout(ctx.project)
+    layout = layout_of(ctx.project)
     plan = plan_disk(ctx, layout)
     image = ctx.output("image")
     image.parent.mkdir(parents=True, exist_ok=True)
@@ -110,19 +112,29 @@ def build(ctx: StageContext) -> Json:
     }  # fmt: skip
 
 
+def outputs(project: Project) -> Mapping[str, str]:
+    """One output: the disk image, named after the project."""
+    return {"image": f"{project.name}.img"}
+
+
+def tools(project: Project) -> tuple[Tool, ...]:
+    """sfdisk writes the partition table."""
+    return (Tool("sfdisk", "fdisk"),)
+
+
 def config(project: Project) -> Json:
     """The layout: table, alignment, order, types, labels and flags."""
-    return {"layout": parse_layout(project).to_json()}
+    return {"layout": layout_of(project).to_json()}
 
 
 STAGE = Stage(
     name="disk",
     doc="Assemble the partitioned, sparse disk image (what users flash)",
     upstream=("partitions",),
-    outputs=lambda project: {"image": f"{project.name}.img"},
+    outputs=outputs,
     config=config,
     build=build,
-    tools=lambda project: (Tool("sfdisk", "fdisk"),),
+    tools=tools,
     needs_root=False,
     image_output=True,
 )

@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edibuild import fsimage
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import CommandFailed, ConfigError
-from edibuild.fsutil import remove_tree
-from edibuild.layout import Layout, Partition, auto_size, format_size, parse_layout
-from edibuild.project import Json, Project
-from edibuild.stage import Stage, StageContext, Tool
-from stages.mender import artifact_info, parse_mender
+from edibuild.image import fsimage
+from edibuild.image.layout import Layout, Partition, auto_size, format_size, layout_of
+from edibuild.image.mender import artifact_info
+from edibuild.store import ramscratch
 
 TOOLS = {
     "ext4": (Tool("mkfs.ext4", "e2fsprogs"), Tool("debugfs", "e2fsprogs"),
@@ -30,16 +31,21 @@ TOOLS = {
 }  # fmt: skip
 
 
+def enabled(project: Project) -> bool:
+    """Only projects with a layout make partition images (a dev container stops at export)."""
+    return project.layout is not None
+
+
 def outputs(project: Project) -> dict[str, str]:
     """Output name -> image file for every partition with a filesystem."""
-    return {p.name: p.image for p in parse_layout(project).partitions if p.image is not None}
+    return {p.name: p.image for p in layout_of(project).partitions if p.image is not None}
 
 
 def config(project: Project) -> Json:
     """The layout, and the Mender artifact name that goes into the root filesystem."""
-    mender = parse_mender(project)
+    mender = project.mender
     return {
-        "layout": parse_layout(project).to_json(),
+        "layout": layout_of(project).to_json(),
         "artifact_name": mender.artifact_name if mender is not None else None,
     }
 
@@ -47,13 +53,16 @@ def config(project: Project) -> Json:
 def tools(project: Project) -> tuple[Tool, ...]:
     """tar and zstd to unpack, plus the mkfs tools of the filesystems the layout uses."""
     needed = [Tool("tar", "tar"), Tool("zstd", "zstd")]
-    for part in parse_layout(project).partitions:
+    for part in layout_of(project).partitions:
         needed += [t for t in TOOLS[part.filesystem] if t not in needed]
     return tuple(needed)
 
 
-def split_trees(ctx: StageContext, layout: Layout, rootfs: Path) -> dict[str, Path | None]:
-    """Move each partition's content out of the unpacked rootfs; return name -> its tree."""
+def split_trees(
+    ctx: StageContext, layout: Layout, rootfs: Path, base: Path
+) -> dict[str, Path | None]:
+    """Move each partition's content out of the unpacked rootfs (to `base/content-NAME`,
+    on the rootfs's file system); return name -> its tree."""
     trees: dict[str, Path | None] = {p.name: None for p in layout.partitions}
     trees[layout.root.name] = rootfs
     others = [p for p in layout.partitions if p.content not in (None, "/")]
@@ -68,7 +77,7 @@ def split_trees(ctx: StageContext, layout: Layout, rootfs: Path) -> dict[str, Pa
                 location=ctx.project.where("layout", "partitions", part.key, "content"),
                 key=f"layout.partitions.{part.key}.content",
             )
-        tree = ctx.scratch(f"content-{part.name}")
+        tree = base / f"content-{part.name}"
         st = source.lstat()
         source.rename(tree)
         source.mkdir()  # the mount point stays, with the owner and mode it had
@@ -87,7 +96,7 @@ def partition_size(ctx: StageContext, part: Partition, tree: Path | None) -> tup
     else:
         needed = fsimage.ext4_needed(content)
     if part.size is None:
-        return auto_size(needed, part.margin, parse_layout(ctx.project).alignment), needed
+        return auto_size(needed, part.margin, layout_of(ctx.project).alignment), needed
     minimum = content.data if part.filesystem == "vfat" else 0
     if part.filesystem == "ext4":
         minimum = fsimage.ext4_minimum(content, part.size)
@@ -108,6 +117,11 @@ def _too_small(ctx: StageContext, part: Partition, needed: int) -> ConfigError:
 
 def make_image(ctx: StageContext, part: Partition, tree: Path | None) -> Json:
     """Create one partition image; return what it holds (size, content, free space)."""
+    with ctx.phase(f"{part.name} image"):
+        return _make_image(ctx, part, tree)
+
+
+def _make_image(ctx: StageContext, part: Partition, tree: Path | None) -> Json:
     size, needed = partition_size(ctx, part, tree)
     image = ctx.output(part.name)
     image.parent.mkdir(parents=True, exist_ok=True)
@@ -149,33 +163,33 @@ def add_file(root: Path, relative: str, text: str, epoch: int) -> None:
 
 
 def build(ctx: StageContext) -> Json:
-    """Unpack the rootfs, split it by partition and make every partition image."""
-    layout = parse_layout(ctx.project)
-    rootfs = ctx.scratch("rootfs")
-    try:
-        fsimage.unpack(ctx.input("export", "rootfs"), rootfs, ctx.log)
-        mender = parse_mender(ctx.project)
+    """Unpack the rootfs (in memory when it fits), split it by partition and make every
+    partition image."""
+    layout = layout_of(ctx.project)
+    tarball = ctx.input("export", "rootfs")
+    need = ramscratch.unpacked_size(tarball)
+    with ramscratch.tree_dir(ctx.scratch("trees"), need) as base:
+        rootfs = base / "rootfs"
+        with ctx.phase("unpack"):
+            fsimage.unpack(tarball, rootfs, ctx.log)
+        mender = ctx.project.mender
         if mender is not None:
             add_file(
                 rootfs, "etc/mender/artifact_info", artifact_info(mender), ctx.source_date_epoch
             )
-        trees = split_trees(ctx, layout, rootfs)
+        trees = split_trees(ctx, layout, rootfs, base)
         return {
             p.name: make_image(ctx, p, trees[p.name])
             for p in layout.partitions
             if p.image is not None
         }
-    finally:
-        for name in ["rootfs"] + [f"content-{p.name}" for p in layout.partitions]:
-            remove_tree(ctx.scratch(name), ctx.workdir)
 
 
 STAGE = Stage(
     name="partitions",
     doc="Make one file system image per partition of the layout (ext4, vfat)",
     upstream=("export",),
-    # A project without a layout (a dev container, say) stops at the exported rootfs.
-    enabled=lambda project: project.section("layout") is not None,
+    enabled=enabled,
     outputs=outputs,
     config=config,
     build=build,

@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from edibuild.project import Json
+from edibuild.data import Json
 
 # `uname -m` -> Debian architecture name.
 _DEBIAN_ARCH = {

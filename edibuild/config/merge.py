@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 
 from edibuild.config.yamlpos import KeyPath, Layer
+from edibuild.data import Json
 from edibuild.errors import Location
-from edibuild.project import Json
 
 
 def deep_merge(base: Mapping[str, Json], top: Mapping[str, Json]) -> dict[str, Json]:

@@ -33,8 +33,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from edibuild.config.keys import key_at_line
+from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
-from edibuild.project import Json
 
 RENDERED_MAX = 4 * 1024 * 1024  # characters of rendered text (the file itself: 1 MiB)
 RENDER_SECONDS = 5

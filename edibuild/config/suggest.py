@@ -6,8 +6,8 @@ import difflib
 from collections.abc import Iterable
 
 from edibuild.config.yamlpos import describe
+from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
-from edibuild.project import Json
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

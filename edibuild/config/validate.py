@@ -7,17 +7,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edibuild.config.plugins import NODE_SECTIONS, Where, require_plugin
+from edibuild.config.project import Bootstrap
 from edibuild.config.suggest import did_you_mean, expect_mapping, expect_str, expect_str_list
+from edibuild.config.values import bad_character
+from edibuild.data import Json
 from edibuild.errors import ConfigError
-from edibuild.project import Bootstrap, Json
-from edibuild.values import bad_character, epoch
 
 TOP_LEVEL_KEYS = (
     "description", "parameters", "include", "bootstrap", "lxd", "lxd_profiles", "playbooks",
-    "export", "layout", "mender", "postprocessing", "boottest", "container", "image",
+    "export", "layout", "mender", "postprocessing", "boottest", "container",
 )  # fmt: skip
 # Sections owned by later stages: only required to be mappings here.
-OPAQUE_SECTIONS = ("lxd", "export", "layout", "mender", "boottest", "container", "image")
+OPAQUE_SECTIONS = ("lxd", "export", "layout", "mender", "boottest", "container")
 BOOTSTRAP_KEYS = (
     "architecture", "suite", "mirror", "components", "variant", "packages", "keyring", "tool",
 )  # fmt: skip
@@ -61,7 +62,6 @@ _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/-]*")
 # The characters of a URL (RFC 3986): no spaces, quotes or control characters, which
 # would split or extend the sources.list line the mirror is written into.
 _URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
-EXPORT_KEYS = ("source_date_epoch",)
 # Where `bootstrap.keyring` may also point: the keyrings Debian packages install.
 HOST_KEYRINGS = (Path("/usr/share/keyrings"),)
 
@@ -102,23 +102,6 @@ def check_description(value: Json, where: Where, default: str) -> str:
             hint="it is printed on terminals by `doit list`; use plain text",
         )
     return text.strip()
-
-
-def check_export(value: Json, where: Where) -> None:
-    """Check the export section (its only key, source_date_epoch, is a whole number)."""
-    if value is None:
-        return
-    for key in expect_mapping(value, "export", where("export")):
-        if key not in EXPORT_KEYS:
-            raise ConfigError(
-                f"unknown key {key!r} in export",
-                location=where("export", key),
-                key=f"export.{key}",
-                hint=did_you_mean(key, EXPORT_KEYS),
-            )
-    if "source_date_epoch" in value:
-        key = "export.source_date_epoch"
-        epoch(value["source_date_epoch"], key=key, location=where("export", "source_date_epoch"))
 
 
 def bootstrap(value: Json, where: Where, dirs: tuple[Path, Path]) -> Bootstrap:

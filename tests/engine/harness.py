@@ -15,11 +15,11 @@ from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
 from edibuild import doit_ext
-from edibuild.plan import catalog, creators, doit_config
-from edibuild.project import Bootstrap, Node, Project
-from edibuild.session import Session
-from edibuild.stage import Stage, StageContext
-from edibuild.workspace import Workspace
+from edibuild.config.project import Bootstrap, Node, Project
+from edibuild.engine.plan import catalog, creators, doit_config
+from edibuild.engine.session import Session
+from edibuild.engine.stage import Stage, StageContext
+from edibuild.store.workspace import Workspace
 
 BUILDS: Counter[str] = Counter()
 INTERRUPT: set[str] = set()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from edibuild.config.project import Project
 from edibuild.errors import EdibuildError
-from edibuild.project import Project
 from tests.engine.harness import BUILDS, INTERRUPT, Harness, stages
 
 
@@ -236,8 +236,8 @@ def test_user_stage_runs_its_command_in_the_graph(h: Harness) -> None:
 
 
 def test_user_stage_with_a_bad_input_is_a_config_error(h: Harness) -> None:
+    from edibuild.engine.userstage import user_stages
     from edibuild.errors import ConfigError
-    from edibuild.userstage import user_stages
 
     base = h.project("proj")
     post = {"100_x": {"command": ["true"], "inputs": ["nope.text"], "outputs": {"o": "o"}}}
@@ -325,3 +325,26 @@ def test_a_changed_cache_blob_is_not_installed_in_another_checkout(h: Harness) -
     assert "was changed after it was stored" in out
     assert h.art("alpha.txt").read_text() == "hello"
     assert h.art("proj.img").read_text() == "image of HELLO- hosts: all\n"
+
+
+def test_comment_edit_of_a_parsed_playbook_runs_nothing_and_why_agrees(h: Harness) -> None:
+    """A stage that parses its playbooks as YAML: doit, `why` and `info` all ignore a
+    comment or layout edit, and all see an edit of what the playbook says."""
+    alpha, beta, gamma = stages()
+    beta = replace(beta, parsed_plugins=lambda p: tuple(n.path for n in p.playbooks))
+    h.stages = (alpha, beta, gamma)
+    playbook = h.tmp / "playbook.yml"
+    playbook.write_text("- hosts: all\n  tasks: []\n")
+    assert h.doit("image:proj")[0] == 0
+    playbook.write_text("---\n# a comment\n- hosts:   all\n\n  tasks: [ ]\n")
+    code, out = h.doit("image:proj")
+    assert code == 0
+    assert Counter(alpha=1, beta=1, gamma=1) == BUILDS
+    assert "-- beta:proj" in out
+    assert "nothing would run" in h.doit("why:proj")[1]
+    assert h.doit("info", "beta:proj")[0] == 0
+    playbook.write_text("- hosts: web\n  tasks: []\n")
+    code, out = h.doit("info", "beta:proj")
+    assert code == 1 and "playbook.yml changed" in out
+    assert h.doit("image:proj")[0] == 0
+    assert Counter(alpha=1, beta=2, gamma=2) == BUILDS

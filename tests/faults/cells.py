@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edibuild.fsutil import read_json, sha256_file
-from edibuild.store import Cache, ProjectArtifacts, is_digest
+from edibuild.store.artifacts import ProjectArtifacts
+from edibuild.store.cache import Cache, is_digest
+from edibuild.store.fsutil import read_json, sha256_file
 from tests.faults import probes
 from tests.faults.checkout import (
     PROJECT,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edibuild import orphans
-from edibuild.fsutil import read_json, sha256_file
+from edibuild.store.fsutil import read_json, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECTS = Path(__file__).resolve().parent / "projects"

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
+from edibuild.config.project import Bootstrap, Node, Project
+from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import StageFailed
 from edibuild.lxd import client as lxd
 from edibuild.lxd.errors import BackendError
-from edibuild.project import Bootstrap, Node, Project
-from edibuild.stage import Stage, StageContext
-from stages import configure, devcontainer, export, lxd_import
+from stages import configure, container, export, import_
 from tests.conftest import require, require_root, require_tool
 
 pytestmark = pytest.mark.integration
@@ -96,15 +96,15 @@ def project(tmp_path: Path, client: Any) -> Iterator[Project]:
     """A uniquely named project whose LXD leftovers are checked and cleaned after."""
     proj = make_project(f"t{secrets.token_hex(3)}", ["write_file"], tmp_path)
     yield proj
-    devcontainer.clean_external(proj)
+    container.clean_external(proj)
     configure.clean_external(proj)
-    lxd_import.clean_external(proj)
+    import_.clean_external(proj)
 
 
 def run_import(project: Project, rootfs: Path, tmp: Path, key: str) -> StageContext:
     """Run the import stage; return its context."""
-    ctx = context(lxd_import.STAGE, project, key, tmp, {"bootstrap": {"rootfs": rootfs}})
-    info = lxd_import.build(ctx)
+    ctx = context(import_.STAGE, project, key, tmp, {"bootstrap": {"rootfs": rootfs}})
+    info = import_.build(ctx)
     assert info["fingerprint"]
     return ctx
 
@@ -120,14 +120,12 @@ def test_import_configure_export(
     """The playbook's file ends up in the reproducible rootfs; a re-import is reused."""
     key = secrets.token_hex(16)
     ictx = run_import(project, rootfs, tmp_path, key)
-    again = lxd_import.build(
-        context(
-            lxd_import.STAGE, project, key, tmp_path / "again", {"bootstrap": {"rootfs": rootfs}}
-        )
+    again = import_.build(
+        context(import_.STAGE, project, key, tmp_path / "again", {"bootstrap": {"rootfs": rootfs}})
     )
     assert again["reused"] is True
     image = json.loads(ictx.output("image").read_text())
-    assert lxd_import.intact(project, image)
+    assert import_.intact(project, image)
     cctx = context(
         configure.STAGE,
         project,
@@ -163,15 +161,15 @@ def test_import_configure_export(
 def check_dev_container(project: Project, cctx: StageContext, tmp: Path, client: Any) -> None:
     """The dev container runs the configured rootfs, labelled; clean removes it and its image."""
     inputs = {"configure": {"container": cctx.output("container")}}
-    dctx = context(devcontainer.STAGE, project, secrets.token_hex(16), tmp, inputs)
-    info = devcontainer.build(dctx)
+    dctx = context(container.STAGE, project, secrets.token_hex(16), tmp, inputs)
+    info = container.build(dctx)
     box = client.instance(info["name"])
     assert box is not None and box.config["user.edibuild.project"] == project.name
     marker = box.check(["cat", "/etc/edibuild-marker"], "reading the marker")
     assert marker == b"hello-from-ansible bookworm\n"
-    assert devcontainer.intact(project, info)
-    devcontainer.clean_external(project)
-    assert not devcontainer.intact(project, info)
+    assert container.intact(project, info)
+    container.clean_external(project)
+    assert not container.intact(project, info)
     assert client.image(info["fingerprint"]) is None
 
 

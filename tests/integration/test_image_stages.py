@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from edibuild.config.project import Bootstrap, Project
+from edibuild.config.sections import with_settings
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import ConfigError, StageFailed
-from edibuild.fsimage import derive_hex
-from edibuild.project import Bootstrap, Json, Project
-from edibuild.stage import Stage, StageContext
+from edibuild.image.fsimage import derive_hex
 from stages import bmap, boottest, disk, mender, partitions
 from tests.conftest import require_root, require_tool
 
@@ -36,7 +38,7 @@ PACKAGES = "python3,systemd-sysv,linux-image-amd64,initramfs-tools,udev"
 
 def project(sections: Mapping[str, Json], name: str = "imgtest") -> Project:
     """A hand-made project (the loader is not needed to drive the stages)."""
-    return Project(
+    made = Project(
         name=name,
         file=Path(f"/projects/{name}.yml"),
         description="image stage test",
@@ -46,6 +48,7 @@ def project(sections: Mapping[str, Json], name: str = "imgtest") -> Project:
         playbooks=(),
         sections=dict(sections),
     )
+    return with_settings(made)
 
 
 LAYOUT = {

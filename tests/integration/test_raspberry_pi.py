@@ -23,7 +23,7 @@ import pytest
 
 from edibuild.config import load_project
 from edibuild.config.host import Host
-from edibuild.project import Project
+from edibuild.config.project import Project
 from stages import bootstrap
 from tests.conftest import require_root, require_tool
 

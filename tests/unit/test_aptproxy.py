@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edibuild import aptproxy
+from edibuild.lxd import aptproxy
 
 
 class _Mirror(BaseHTTPRequestHandler):

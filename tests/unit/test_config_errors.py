@@ -26,6 +26,7 @@ CASES = [
     ("unknown-suite", "project.yml", 4, "bootstrap.suite", "'bokworm'", "'bookworm'"),
     ("wrong-type", "project.yml", 5, "bootstrap.packages", "list of package names", "[first"),
     ("edi-general", "project.yml", 2, "general", "top-level key 'general'", "general.parameters"),
+    ("lxd-unknown-key", "project.yml", 6, "lxd.netwrk", "unknown key 'netwrk'", "'network'"),
 ]
 
 

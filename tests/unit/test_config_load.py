@@ -10,8 +10,8 @@ import pytest
 
 from edibuild.config import Host, describe_plugins, dump_config, load_project, load_projects
 from edibuild.config.host import debian_architecture
+from edibuild.config.project import Project
 from edibuild.config.render import _compile
-from edibuild.project import Project
 
 REPO = Path(__file__).resolve().parent.parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "projects"
@@ -51,10 +51,11 @@ def test_host_detection_follows_sudo_user(monkeypatch: pytest.MonkeyPatch) -> No
 def test_merge_order_includes_then_project_then_overlays() -> None:
     """shared.yml < common/base.yml < demo.yml < overlays; mappings merge deeply."""
     project = demo(Host("amd64", "nobody", "elsewhere"))  # only overlays/global.yml applies
-    layout = project.sections["layout"]
-    assert layout == {"size": 1, "from": "global"}
-    assert project.where("layout", "size").file == SHIPPED / "common" / "shared.yml"
-    assert project.where("layout", "from").file == LAYERED / "overlays" / "global.yml"
+    section = project.sections["boottest"]
+    assert section == {"timeout": 1, "expect": "global"}
+    assert project.where("boottest", "timeout").file == SHIPPED / "common" / "shared.yml"
+    assert project.where("boottest", "expect").file == LAYERED / "overlays" / "global.yml"
+    assert project.boottest is not None and project.boottest.expect == "global"  # typed too
     boot = project.bootstrap
     assert boot.mirror == "http://global.example/debian"
     assert boot.packages == ("python3",)  # lists are replaced, not appended
@@ -137,10 +138,12 @@ def test_sections_are_plain_json_without_include() -> None:
 
 def test_yaml_dates_become_iso_strings(tmp_path: Path) -> None:
     """Exotic YAML scalars are converted to JSON data."""
-    text = "bootstrap: {architecture: amd64, suite: bookworm}\nmender:\n  released: 2024-05-01\n"
+    text = (
+        "bootstrap: {architecture: amd64, suite: bookworm}\nparameters:\n  released: 2024-05-01\n"
+    )
     (tmp_path / "p.yml").write_text(text)
     project = load_project(tmp_path / "p.yml", shipped_dir=SHIPPED, host=TESTER)
-    assert project.sections["mender"] == {"released": "2024-05-01"}
+    assert project.parameters == {"released": "2024-05-01"}
 
 
 def test_jinja_blocks_and_lines(tmp_path: Path) -> None:
@@ -224,3 +227,31 @@ def test_loading_the_shipped_projects_is_fast() -> None:
         load_projects(REPO / "projects", shipped_dir=REPO / "projects")
         best = min(best, time.perf_counter() - start)
     assert best < 0.05
+
+
+def test_a_file_parsed_twice_gives_independent_layers(tmp_path: Path) -> None:
+    """Identical includes parse once per process; each caller still owns its data."""
+    from edibuild.config.render import Rendered
+    from edibuild.config.yamlpos import parse
+
+    rendered = Rendered("a: {b: [1, 2]}\n", (1,))
+    first = parse(rendered, tmp_path / "x.yml")
+    first.data["a"]["b"].append(3)
+    second = parse(rendered, tmp_path / "x.yml")
+    assert second.data == {"a": {"b": [1, 2]}}
+    assert second.where("a", "b") == first.where("a", "b")
+
+
+def test_paths_are_remembered_only_inside_one_load(tmp_path: Path) -> None:
+    from edibuild.config.paths import real, remembering
+
+    link = tmp_path / "link"
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    link.symlink_to(tmp_path / "one")
+    with remembering():
+        assert real(link) == tmp_path / "one"
+        link.unlink()
+        link.symlink_to(tmp_path / "two")
+        assert real(link) == tmp_path / "one"  # remembered for this load
+    assert real(link) == tmp_path / "two"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edibuild.explain import config_changes, flatten
+from edibuild.engine.explain import config_changes, flatten
 
 
 def test_flatten_names_nested_keys_and_named_list_items() -> None:

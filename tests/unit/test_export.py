@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edibuild.image.reproducible import ExportSettings
 from stages import export
 
 
@@ -115,15 +116,16 @@ def test_config_names_the_scrub_and_the_epoch(monkeypatch: pytest.MonkeyPatch) -
     """A change of the scrub lists or of SOURCE_DATE_EPOCH changes export's key."""
 
     class _Project:
-        def section(self, name: str) -> None:
-            return None
+        export = ExportSettings()  # no epoch of its own
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    config = export._config(_Project())  # type: ignore[arg-type]
+    config = export.STAGE.config(_Project())  # type: ignore[arg-type]
     assert isinstance(config, dict)
     assert config["source_date_epoch"] == 1700000000
     assert "var/cache/ldconfig/aux-cache" in config["dropped"]
     assert "var/log/journal" in config["emptied"]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
+    assert export.STAGE.config(_Project()) != config  # type: ignore[arg-type]
 
 
 def test_tar_command_compresses_as_it_writes(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
-from edibuild.fsimage import (
+from edibuild.image.fsimage import (
     BLOCK,
     Usage,
     derive_hex,
@@ -19,7 +19,7 @@ from edibuild.fsimage import (
     vfat_needed,
     walk,
 )
-from edibuild.layout import MiB
+from edibuild.image.layout import MiB
 
 DUMPE2FS = """\
 Inode count:              38400

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from edibuild import layers
 from edibuild.config.paths import folder_files
+from edibuild.config.project import Bootstrap, Node, Project
+from edibuild.config.sections import with_settings
 from edibuild.errors import ConfigError, Location
+from edibuild.lxd import layers
 from edibuild.lxd.protocol import Image
-from edibuild.project import Bootstrap, Node, Project
 from tests.fake_backend import FakeBackend
 
 
@@ -22,18 +23,20 @@ def make_project(tmp: Path, names: list[str], sections: dict[str, Any] | None = 
         folder = tmp / "plugins" / name
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "main.yml").exists():
-            (folder / "main.yml").write_text(f"# {name}\n")
+            (folder / "main.yml").write_text(f"- hosts: {name}\n")
         files = folder_files(folder, (tmp,), key="playbooks", location=Location(folder))
         nodes.append(Node(f"{index + 1}0_{name}", folder / "main.yml", {"n": index}, files))
-    return Project(
-        name="demo",
-        file=tmp / "demo.yml",
-        description="",
-        parameters={},
-        bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
-        lxd_profiles=(),
-        playbooks=tuple(nodes),
-        sections=sections or {},
+    return with_settings(
+        Project(
+            name="demo",
+            file=tmp / "demo.yml",
+            description="",
+            parameters={},
+            bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
+            lxd_profiles=(),
+            playbooks=tuple(nodes),
+            sections=sections or {},
+        )
     )
 
 
@@ -44,7 +47,7 @@ def keys(project: Project, image: str = "img", common: Any = None) -> tuple[str,
 def test_editing_the_third_playbook_keeps_the_first_two_keys(tmp_path: Path) -> None:
     project = make_project(tmp_path, ["a", "b", "c"])
     before = keys(project)
-    (tmp_path / "plugins" / "c" / "main.yml").write_text("# edited\n")
+    (tmp_path / "plugins" / "c" / "main.yml").write_text("- hosts: edited\n")
     after = keys(project)
     assert before[:2] == after[:2]
     assert before[2] != after[2]
@@ -65,7 +68,7 @@ def test_first_playbook_image_or_common_config_change_every_key(tmp_path: Path) 
     base = keys(project)
     assert all(k not in base for k in keys(project, image="other"))
     assert all(k not in base for k in keys(project, common={"p": 2}))
-    (tmp_path / "plugins" / "a" / "main.yml").write_text("# edited\n")
+    (tmp_path / "plugins" / "a" / "main.yml").write_text("- hosts: edited\n")
     assert all(k not in base for k in keys(project))
 
 
@@ -102,7 +105,7 @@ def test_layers_opt_out_and_bad_value(tmp_path: Path) -> None:
     assert layers.enabled(make_project(tmp_path, []))
     assert not layers.enabled(make_project(tmp_path, [], {"lxd": {"layers": False}}))
     with pytest.raises(ConfigError, match=r"lxd\.layers"):
-        layers.enabled(make_project(tmp_path, [], {"lxd": {"layers": "no"}}))
+        make_project(tmp_path, [], {"lxd": {"layers": "no"}})  # refused at load
 
 
 # -- against a fake LXD image store --------------------------------------------------

@@ -7,18 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from edibuild.config.project import Bootstrap, Project
+from edibuild.config.sections import with_settings
+from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
-from edibuild.layout import (
+from edibuild.image.layout import (
     GPT_TAIL,
+    Layout,
     MiB,
     align_up,
     auto_size,
     format_size,
-    parse_layout,
+    layout_of,
     parse_size,
     place,
 )
-from edibuild.project import Bootstrap, Json, Project
 
 PI = {
     "table": "msdos",
@@ -43,6 +46,13 @@ def project(layout: Json) -> Project:
         bootstrap=Bootstrap("amd64", "bookworm", "http://deb.debian.org/debian"),
         lxd_profiles=(), playbooks=(), sections={"layout": layout}, locations=locations,
     )  # fmt: skip
+
+
+def parse_layout(proj: Project) -> Layout:
+    """The project's layout, parsed as the loader parses it."""
+    layout = with_settings(proj).layout
+    assert layout is not None
+    return layout
 
 
 def with_parts(**parts: Json) -> dict[str, Json]:
@@ -199,7 +209,7 @@ def test_missing_layout_has_a_hint() -> None:
     """No layout section: the message says how to write one."""
     proj = project(None)
     with pytest.raises(ConfigError, match="no layout section") as info:
-        parse_layout(proj)
+        layout_of(proj)
     assert info.value.hint and "20_root" in info.value.hint
 
 

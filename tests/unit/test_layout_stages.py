@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from edibuild.config.project import Bootstrap, Project
+from edibuild.config.sections import with_settings
+from edibuild.data import Json
 from edibuild.errors import ConfigError
-from edibuild.layout import MiB, parse_layout, place
-from edibuild.project import Bootstrap, Json, Project
+from edibuild.image.layout import Layout, MiB, place
+from edibuild.image.mender import artifact_info
 from stages import bmap, boottest, disk, mender, partitions
 
 LAYOUT = {
@@ -21,13 +24,20 @@ LAYOUT = {
 }  # fmt: skip
 
 
+def parse_layout(proj: Project) -> Layout:
+    """The project's layout, parsed as the loader parses it."""
+    layout = with_settings(proj).layout
+    assert layout is not None
+    return layout
+
+
 def project(arch: str = "arm64", **sections: Json) -> Project:
     """A hand-made project with the given sections."""
-    return Project(
+    return with_settings(Project(
         name="pi3", file=Path("pi3.yml"), description="", parameters={},
         bootstrap=Bootstrap(arch, "bookworm", "http://deb.debian.org/debian"),
         lxd_profiles=(), playbooks=(), sections={"layout": LAYOUT, **sections},
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def test_outputs_follow_the_layout_and_the_project_name() -> None:
@@ -47,10 +57,10 @@ def test_config_slices_change_only_with_what_they_depend_on() -> None:
     """A layout edit changes partitions and disk slices, not bmap's; mender's name changes
     the root filesystem (artifact_info) too."""
     base = project(mender={"device_type": "raspberrypi3", "artifact_name": "v1"})
-    edited = Project(**{**vars(base), "sections": {**base.sections, "layout": {
-        "table": "gpt", "partitions": LAYOUT["partitions"]}}})  # fmt: skip
-    renamed = Project(**{**vars(base), "sections": {**base.sections, "mender": {
-        "device_type": "raspberrypi3", "artifact_name": "v2"}}})  # fmt: skip
+    edited = with_settings(Project(**{**vars(base), "sections": {**base.sections, "layout": {
+        "table": "gpt", "partitions": LAYOUT["partitions"]}}}))  # fmt: skip
+    renamed = with_settings(Project(**{**vars(base), "sections": {**base.sections, "mender": {
+        "device_type": "raspberrypi3", "artifact_name": "v2"}}}))  # fmt: skip
     for stage in (partitions.STAGE, disk.STAGE):
         assert stage.config(base) != stage.config(edited)
     assert bmap.STAGE.config(base) == bmap.STAGE.config(edited) == {}
@@ -81,7 +91,7 @@ def test_mender_and_boottest_are_enabled_by_their_sections() -> None:
 @pytest.mark.parametrize(
     ("section", "pattern"),
     [
-        ({"device_type": "pi"}, r"artifact_name is missing"),
+        ({"device_type": "pi"}, r"mender.artifact_name: is required"),
         ({"device_type": "pi", "artifact_name": "a b"}, r"without spaces"),
         ({"device_type": "pi", "artifact_name": "a", "x": 1}, r"unknown key 'x'"),
         ("pi", r"must be a mapping"),
@@ -95,25 +105,24 @@ def test_bad_mender_sections(section: Json, pattern: str) -> None:
 
 def test_mender_device_types_may_be_a_list() -> None:
     """Several device types become several -t options."""
-    settings = mender.parse_mender(project(mender={"device_type": ["a", "b"],
-                                                   "artifact_name": "n"}))  # fmt: skip
+    settings = project(mender={"device_type": ["a", "b"], "artifact_name": "n"}).mender
     assert settings is not None and settings.device_types == ("a", "b")
-    assert mender.artifact_info(settings) == "artifact_name=n\n"
+    assert artifact_info(settings) == "artifact_name=n\n"
 
 
 @pytest.mark.parametrize(
     ("arch", "section", "pattern"),
     [
         ("riscv64", {}, r"amd64 and arm64 images only"),
-        ("amd64", {"timeout": -1}, r"timeout must be a positive"),
-        ("amd64", {"expect": ""}, r"expect must be a non-empty"),
+        ("amd64", {"timeout": -1}, r"boottest.timeout: -1 is out of range"),
+        ("amd64", {"expect": ""}, r"boottest.expect: must be a console marker, not empty"),
         ("amd64", {"wait": 3}, r"unknown key 'wait'"),
     ],
 )
 def test_bad_boottest_sections(arch: str, section: Json, pattern: str) -> None:
     """Mistakes in the boottest section are ConfigErrors at plan time."""
     with pytest.raises(ConfigError, match=pattern):
-        boottest.parse_boottest(project(arch, boottest=section))
+        project(arch, boottest=section)
 
 
 def test_sfdisk_script_msdos_and_gpt() -> None:

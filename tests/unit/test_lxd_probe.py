@@ -74,7 +74,7 @@ def test_up_to_date_checks_do_not_import_pylxd(short_tmp: Path) -> None:
     script = f"""
 import json, sys
 from pathlib import Path
-from edibuild.project import Bootstrap, Project
+from edibuild.config.project import Bootstrap, Project
 from stages import all_stages
 stages = {{s.name: s for s in all_stages()}}
 project = Project(name="p", file=Path("p.yml"), description="", parameters={{}},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from edibuild import shipped
+from edibuild.config import shipped
 from tests.conftest import REPO
 
 
@@ -28,7 +28,7 @@ def test_every_python_package_of_the_tree_is_listed() -> None:
 def test_the_shipped_projects_are_the_package_data_edibuild_projects() -> None:
     mapping = _setuptools()["package-dir"]
     assert mapping == {"edibuild._projects": "projects"}
-    assert shipped.INSTALLED_PROJECTS == Path(shipped.__file__).parent / "_projects"
+    assert shipped.INSTALLED_PROJECTS == Path(shipped.__file__).parents[1] / "_projects"
 
 
 def test_a_checkout_uses_its_own_projects_folder() -> None:

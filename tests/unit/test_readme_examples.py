@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edibuild.config import Host, load_project
-from edibuild.session import Session
-from edibuild.workspace import Workspace
+from edibuild.engine.session import Session
+from edibuild.store.workspace import Workspace
 from stages import all_stages
 from tests.conftest import REPO
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from edibuild.debian import strip_host_state
 from edibuild.errors import EdibuildError, UnsafePath
-from edibuild.fsutil import confined, remove_file, remove_tree
-from edibuild.store import Cache, Entry, Output, ProjectArtifacts
-from edibuild.trim import trim
-from edibuild.workspace import Workspace
+from edibuild.image.debian import strip_host_state
+from edibuild.store.artifacts import ProjectArtifacts
+from edibuild.store.cache import Cache, Entry, Output
+from edibuild.store.fsutil import confined, remove_file, remove_tree
+from edibuild.store.trim import trim
+from edibuild.store.workspace import Workspace
 
 DIGEST = "ab" * 32
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edibuild.fsutil import partial_path, sha256_file, sweep_partials, write_json
-from edibuild.store import Cache, ProjectArtifacts
+from edibuild.store.artifacts import ProjectArtifacts
+from edibuild.store.cache import Cache
+from edibuild.store.fsutil import partial_path, sha256_file, sweep_partials, write_json
 from tests.conftest import require_root
 
 

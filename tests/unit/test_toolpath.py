@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edibuild import run, toolpath
+from edibuild import run
 from edibuild.errors import CommandFailed
+from edibuild.host import toolpath
 
 
 def test_own_bin_comes_first_and_is_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 
 from edibuild.config import Host, load_project, load_projects
-from edibuild.config.layers import MAX_FILE_BYTES
+from edibuild.config.includes import MAX_FILE_BYTES
+from edibuild.config.names import RESERVED_TASKS
 from edibuild.config.paths import MAX_FOLDER_BYTES, MAX_FOLDER_FILES
+from edibuild.config.project import Project
+from edibuild.engine.plan import creators
+from edibuild.engine.session import Session
 from edibuild.errors import ConfigError, EdibuildError
-from edibuild.layout import MAX_SIZE, parse_size
-from edibuild.names import RESERVED_TASKS
-from edibuild.plan import creators
-from edibuild.project import Project
-from edibuild.reproducible import source_date_epoch
-from edibuild.session import Session
-from edibuild.workspace import Workspace
+from edibuild.image.layout import MAX_SIZE, parse_size
+from edibuild.image.reproducible import source_date_epoch
+from edibuild.store.workspace import Workspace
 from stages import all_stages
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "projects"
@@ -165,7 +165,7 @@ def test_a_template_that_never_ends_is_stopped(tmp_path: Path) -> None:
 
 def test_lxd_profiles_render_in_the_same_sandbox(tmp_path: Path) -> None:
     """configure renders profile plugins at build time: same sandbox, same bounds."""
-    from edibuild.config.layers import read_layer
+    from edibuild.config.includes import read_layer
 
     profile = write(tmp_path, "profile.yml", 'config:\n  x: "{{ cycler.__init__ }}"\n')
     with pytest.raises(ConfigError) as caught:

@@ -1,0 +1,1 @@
+"""Image making: partition layouts, file system images, reproducible root file systems."""

@@ -1,0 +1,113 @@
+"""The project's `lxd` and `container` sections, parsed at load into frozen settings.
+
+lxd:
+  remote: https://lxd.example.com:8443   # default: the local daemon (socket)
+  cert: client.crt                        # client certificate and key for a remote
+  key: client.key
+  verify: true                            # or a CA bundle path, or false
+  network: auto                           # auto, default (the profile's NIC), proxy
+  layers: true                            # cache the state after each playbook
+  proxy_hosts: [security.debian.org]      # more hosts the apt proxy may forward to
+container:
+  name: edi-pi-dev                        # default: edibuild-dev-<project>
+  share: {source: /home/me/work, path: /home/edi/work}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from edibuild.config.reader import Reader
+from edibuild.data import Json
+
+LXD_KEYS = ("remote", "cert", "key", "verify", "network", "layers", "proxy_hosts")
+NETWORKS = ("auto", "default", "proxy")
+CONTAINER_KEYS = ("name", "share")
+INSTANCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,62}")
+
+
+@dataclass(frozen=True)
+class LxdSettings:
+    """Which LXD to use and how configure's containers reach the mirror."""
+
+    remote: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify: bool | str | None = None  # None: EDIBUILD_LXD_VERIFY, else true
+    network: str = "auto"
+    layers: bool = True
+    proxy_hosts: tuple[str, ...] = ()
+
+    @property
+    def connection(self) -> Mapping[str, Json]:
+        """The keys endpoint discovery reads (edibuild/lxd/endpoints.py)."""
+        found: dict[str, Json] = {
+            "remote": self.remote, "cert": self.cert, "key": self.key, "verify": self.verify,
+        }  # fmt: skip
+        return {k: v for k, v in found.items() if v is not None}
+
+
+def parse_lxd(reader: Reader | None) -> LxdSettings:
+    """Read the `lxd` section (absent: the local daemon, defaults everywhere)."""
+    if reader is None:
+        return LxdSettings()
+    reader.known(LXD_KEYS)
+    verify = reader.raw("verify")
+    if verify is not None and not isinstance(verify, bool):
+        verify = reader.text("verify", what="true, false or a CA bundle path")
+    return LxdSettings(
+        remote=reader.optional_text("remote", what="an https:// URL"),
+        cert=reader.optional_text("cert", what="a certificate file"),
+        key=reader.optional_text("key", what="a key file"),
+        verify=verify,
+        network=reader.choice("network", NETWORKS, "auto"),
+        layers=reader.boolean("layers", True),
+        proxy_hosts=reader.texts("proxy_hosts", what="host names", forbidden="/ :@"),
+    )
+
+
+@dataclass(frozen=True)
+class Share:
+    """A host folder shared into the dev container."""
+
+    source: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """The development container: its name, and a shared folder."""
+
+    name: str | None = None  # None: edibuild-dev-<project>
+    share: Share | None = None
+
+
+def parse_container(reader: Reader | None) -> ContainerSettings:
+    """Read the `container` section."""
+    if reader is None:
+        return ContainerSettings()
+    reader.known(CONTAINER_KEYS)
+    name = reader.optional_text("name", what="an LXD container name")
+    if name is not None and not INSTANCE_NAME.fullmatch(name):
+        reader.fail(
+            f"{name!r} is not an LXD container name",
+            hint="letters, digits and '-', starting with a letter, at most 63 characters",
+            field="name",
+        )
+    share = None
+    if reader.has("share"):
+        part = reader.child("share")
+        part.known(("source", "path"))
+        source, path = part.text("source"), part.text("path")
+        for field, value in (("source", source), ("path", path)):
+            if not PurePosixPath(value).is_absolute():
+                part.fail(
+                    f"{field} must be an absolute path, not {value!r}",
+                    hint="share: {source: /home/me/work, path: /home/edi/work}",
+                    field=field,
+                )
+        share = Share(source, path)
+    return ContainerSettings(name, share)

@@ -1,0 +1,1 @@
+"""Where outputs live: the content-addressed cache, artifact folders, the workspace."""

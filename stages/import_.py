@@ -1,0 +1,156 @@
+"""Stage import: turn the bootstrap rootfs tarball into an LXD image.
+
+Input: bootstrap/rootfs (.tar.zst). Output: `image` (lxd-image.json: fingerprint,
+alias, architecture). The image is aliased `edibuild-<key[:16]>` and reused when an
+image with that alias exists. A second alias `edibuild-project-<project>` marks the
+image each project uses, so `clean_external` finds it and an image that no project
+uses any more is deleted when its project moves on to a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edibuild.config.project import Project
+from edibuild.data import Json
+from edibuild.engine.stage import Stage, StageContext
+from edibuild.lazy import lazy_import
+from edibuild.lxd import names, probe
+from edibuild.lxd.errors import Refused
+from edibuild.lxd.metadata import metadata_tarball
+from edibuild.lxd.protocol import ContainerBackend
+from edibuild.run import say
+
+if TYPE_CHECKING:
+    from edibuild.lxd import client
+else:  # the LXD client is loaded when a build needs it, not at every doit start
+    client = lazy_import("edibuild.lxd.client")
+
+
+def image_alias(key: str) -> str:
+    """Return the LXD alias of the image imported for stage key `key`."""
+    return names.image_alias(key)
+
+
+def project_alias(project: Project) -> str:
+    """Return the alias that marks the image `project` currently uses."""
+    return names.project_alias(project.name)
+
+
+def outputs(project: Project) -> Mapping[str, str]:
+    """One output: the record of the imported LXD image."""
+    return {"image": "lxd-image.json"}
+
+
+def config(project: Project) -> Json:
+    """The architecture the image is labelled with."""
+    return {"architecture": project.bootstrap.architecture}
+
+
+def _properties(ctx: StageContext) -> dict[str, str]:
+    boot = ctx.project.bootstrap
+    return {
+        "os": "debian",
+        "release": boot.suite,
+        "architecture": boot.architecture,
+        "description": f"edibuild {ctx.project.name} {boot.suite} {boot.architecture} "
+        f"(key {ctx.key[:16]})",
+    }
+
+
+def _import(ctx: StageContext, backend: ContainerBackend, alias: str, arch: str) -> str:
+    """Import the rootfs as image `alias`; return its fingerprint (theirs if a race lost)."""
+    rootfs = ctx.input("bootstrap", "rootfs")
+    say(f"import: importing {rootfs.name} as LXD image {alias}")
+    props = _properties(ctx)
+    meta = metadata_tarball(arch, ctx.source_date_epoch, props)
+    fingerprint = split_fingerprint(meta, rootfs)
+    if backend.image(fingerprint) is None:
+        fingerprint = backend.import_image(rootfs, meta)
+    else:  # uploaded by a run killed before it named the image: LXD refuses a second upload
+        say(f"import: LXD already has the image {fingerprint[:12]} (without its alias): naming it")
+    try:
+        backend.add_alias(fingerprint, alias, props["description"])
+    except Refused:
+        # Another build imported the same key at the same time: keep theirs.
+        existing = backend.image_by_alias(alias)
+        if existing is None:
+            raise
+        return existing.fingerprint
+    return fingerprint
+
+
+def split_fingerprint(metadata: bytes, rootfs: Path) -> str:
+    """LXD's fingerprint of a split image: the sha256 of its metadata, then its rootfs."""
+    digest = hashlib.sha256(metadata)
+    with rootfs.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build(ctx: StageContext) -> Json:
+    """Import the rootfs as an LXD image, or reuse the one imported for this key."""
+    backend = client.connect(ctx.project.lxd.connection)
+    alias = image_alias(ctx.key)
+    arch = backend.architecture(ctx.project.bootstrap.architecture)
+    existing = backend.image_by_alias(alias)
+    if existing is not None:
+        say(f"import: reusing LXD image {alias}")
+        fingerprint = existing.fingerprint
+    else:
+        fingerprint = _import(ctx, backend, alias, arch)
+    _mark_project_image(backend, ctx.project, fingerprint)
+    record = {"fingerprint": fingerprint, "alias": alias, "architecture": arch}
+    ctx.output("image").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return {**record, "reused": existing is not None}
+
+
+def _mark_project_image(backend: ContainerBackend, project: Project, fingerprint: str) -> None:
+    """Point the project alias at `fingerprint`; delete the project's old image if unused."""
+    name = project_alias(project)
+    old = backend.image_by_alias(name)
+    if old is not None and old.fingerprint == fingerprint:
+        return
+    if old is not None:
+        backend.remove_alias(name)
+        _delete_if_orphan(backend, old.fingerprint)
+    backend.add_alias(fingerprint, name, f"image used by edibuild {project.name}")
+
+
+def _delete_if_orphan(backend: ContainerBackend, fingerprint: str) -> None:
+    """Delete the image unless some project's alias still points at it."""
+    image = backend.image(fingerprint)
+    if image is not None and not any(a.startswith(names.PROJECT_ALIAS) for a in image.aliases):
+        backend.delete_image(fingerprint)
+
+
+def intact(project: Project, info: Mapping[str, Json]) -> bool:
+    """True while the image this stage imported is still in LXD."""
+    return probe.image_exists(project.lxd.connection, str(info.get("fingerprint", "")))
+
+
+def clean_external(project: Project) -> None:
+    """Delete the LXD image the project uses, unless another project uses it too."""
+    backend = client.connect(project.lxd.connection)
+    name = project_alias(project)
+    image = backend.image_by_alias(name)
+    if image is not None:
+        backend.remove_alias(name)
+        _delete_if_orphan(backend, image.fingerprint)
+
+
+STAGE = Stage(
+    name="import",
+    doc="Import the bootstrapped root file system as an LXD image",
+    upstream=("bootstrap",),
+    outputs=outputs,
+    config=config,
+    build=build,
+    intact=intact,
+    clean_external=clean_external,
+)
