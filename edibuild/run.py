@@ -1,21 +1,36 @@
-"""The one way edibuild runs a command: argv lists, a log file, errors people can act on."""
+"""The one way edibuild runs a command: argv lists, a log file, errors people can act on.
+
+Every command runs in a process group of its own, marked as this build's
+(edibuild/orphans.py), and asks the kernel for SIGTERM should edibuild die first. When
+edibuild is interrupted (Ctrl-C, SIGTERM, or a timeout) the group gets SIGTERM and
+`GRACE_SECONDS` to clean up (mmdebstrap unmounts and removes its tree), then SIGKILL:
+Python's own subprocess.run would SIGKILL the command at once and leave that behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any
 
+from edibuild import orphans
 from edibuild.errors import CommandFailed
 from edibuild.host import toolpath
 
 StrPath = str | os.PathLike[str]
 TAIL_LINES = 25
+GRACE_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1
+# The commands running now, in every thread: an interrupt ends them all.
+_running: dict[int, subprocess.Popen[bytes]] = {}
+_pdeathsig: list[Callable[[], None]] = []
 
 
 def command_line(argv: Sequence[StrPath]) -> str:
@@ -52,6 +67,80 @@ def _not_found(command: str, line: str) -> CommandFailed:
     return CommandFailed(f"cannot run {line}: {toolpath.not_found(command)}", hint=hint)
 
 
+def _die_with_parent() -> Callable[[], None]:
+    """A preexec function asking for SIGTERM when edibuild dies (prctl PR_SET_PDEATHSIG)."""
+    if not _pdeathsig:
+        import ctypes  # only when a command runs: not at every doit start
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+        def ask() -> None:  # runs in the child between fork and exec: nothing but the call
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+        _pdeathsig.append(ask)
+    return _pdeathsig[0]
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """Signal the command's process group (its id stays reserved while a member lives)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
+def end(proc: subprocess.Popen[bytes], grace: float = GRACE_SECONDS) -> None:
+    """End a command: SIGTERM to its group, SIGKILL to what is left after `grace` s, reap.
+
+    A second interrupt while waiting goes straight to SIGKILL.
+    """
+    if proc.returncode is None:
+        _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        _signal_group(proc, signal.SIGKILL)  # helpers the command left behind go too
+        proc.wait()
+
+
+def terminate_all() -> None:
+    """Send SIGTERM to every running command's group (the interrupt handler calls this)."""
+    for proc in tuple(_running.values()):
+        _signal_group(proc, signal.SIGTERM)
+
+
+def _communicate(
+    args: list[str],
+    *,
+    cwd: StrPath | None,
+    env: dict[str, str],
+    input: bytes | None,
+    stdout: int | IO[Any],
+    stderr: int | IO[Any],
+    timeout: float | None,
+    owned: bool,
+) -> tuple[int, bytes | None, bytes | None]:
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        process_group=0 if owned else None,
+        preexec_fn=_die_with_parent() if owned else None,
+    )
+    _running[proc.pid] = proc
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except BaseException:  # interrupted or timed out: the command gets to clean up
+        end(proc)
+        raise
+    finally:
+        _running.pop(proc.pid, None)
+    return proc.returncode, out, err
+
+
 def _failed(line: str, proc: subprocess.CompletedProcess[bytes], log: Path | None) -> CommandFailed:
     """The error of a command that exited non-zero: the line, how it ended, its output's tail."""
     if log is not None:
@@ -73,14 +162,21 @@ def run(
     check: bool = True,
     capture: bool = False,
     timeout: float | None = None,
+    owned: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv (never through a shell); append its output to `log` if given.
 
     With `capture`, stdout is returned instead of logged. On failure with `check`,
     raise CommandFailed whose message is the command line and the tail of its log.
+    `owned=False` is for a daemon that outlives edibuild on purpose (LXD): it is neither
+    marked as the build's nor ended with it.
     """
     args = [os.fspath(a) for a in argv]
     full_env = toolpath.child_environment(env)
+    if owned:
+        full_env[orphans.OWNER_ENV] = orphans.mark()
+    else:
+        full_env.pop(orphans.OWNER_ENV, None)
     line = command_line(args)
     logf = None
     if log is not None:
@@ -92,27 +188,26 @@ def run(
     stderr = logf if logf is not None else subprocess.PIPE
     started = time.monotonic()
     try:
-        proc = subprocess.run(
-            args,
-            cwd=cwd,
-            env=full_env,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            timeout=timeout,
-            check=False,
-        )
+        code, out, err = _communicate(
+            args, cwd=cwd, env=full_env, input=input, stdout=stdout, stderr=stderr,
+            timeout=timeout, owned=owned,
+        )  # fmt: skip
         if logf is not None:  # where a stage's time goes, command by command
             seconds = time.monotonic() - started
-            logf.write(f"# exit {proc.returncode} after {seconds:.1f} s\n".encode())
+            logf.write(f"# exit {code} after {seconds:.1f} s\n".encode())
     except FileNotFoundError as exc:
         raise _not_found(args[0], line) from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandFailed(f'"{line}" did not finish within {timeout:.0f} s') from exc
+    except KeyboardInterrupt:
+        if logf is not None:
+            with contextlib.suppress(OSError):
+                logf.write(b"# interrupted: the command was ended\n")
+        raise
     finally:
         if logf is not None:
             logf.close()
+    proc = subprocess.CompletedProcess(args, code, out, err)
     if check and proc.returncode != 0:
         raise _failed(line, proc, log)
     return proc

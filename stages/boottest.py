@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edibuild import interrupt
 from edibuild import run as runner
 from edibuild.config.project import Project
 from edibuild.data import Json
@@ -274,6 +275,7 @@ def boot(ctx: StageContext, test: BootTest, argv: list[str]) -> float:
             if _console_has(console, test.expect.encode()):
                 return time.monotonic() - started
             thread.join(1.0)
+            interrupt.check()  # an interrupt reaches a worker thread (doit -n 2) here
         if _console_has(console, test.expect.encode()):
             return time.monotonic() - started
         stopped_by_itself = list(ended)  # before _stop: what qemu did on its own

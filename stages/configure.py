@@ -37,7 +37,7 @@ from edibuild.errors import StageFailed
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
 from edibuild.lxd import devices, mirrors, names
-from edibuild.lxd.errors import Refused
+from edibuild.lxd.errors import BackendError, Refused
 from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
 from edibuild.run import say
 from edibuild.store.workspace import Workspace
@@ -73,13 +73,34 @@ def _remove(backend: ContainerBackend, name: str) -> None:
     backend.delete_profiles(f"{name}-")
 
 
+def _remove_at_end(backend: ContainerBackend, name: str) -> None:
+    """Remove the build's container; if LXD cannot (it is gone, say), leave it to the next
+    run, which removes a container whose process ended, and keep the build's own error."""
+    try:
+        _remove(backend, name)
+    except BackendError as exc:
+        say(f"configure: could not remove container {name} ({exc.message}); the next run does")
+
+
 def remove_leftovers(backend: ContainerBackend, project: Project) -> list[str]:
-    """Remove containers of earlier configure runs of `project` whose process is gone."""
+    """Remove what earlier configure runs of `project` whose process is gone left in LXD:
+    containers, their profiles, and images published but not yet named (a layer or the
+    temporary export of a run killed in between)."""
     removed = []
     for box in list(_containers(backend, project)):
         if names.mark_gone(box.config.get(names.OWNER_LABEL, "")):
             _remove(backend, box.name)
-            removed.append(box.name)
+            removed.append(f"container {box.name}")
+    for profile, config in backend.profile_configs(container_prefix(project)).items():
+        if config.get(names.PROJECT_LABEL) == project.name and names.mark_gone(
+            config.get(names.OWNER_LABEL, "")
+        ):
+            backend.delete_profiles(profile)
+            removed.append(f"profile {profile}")
+    for image in backend.images():
+        if not image.aliases and image.project == project.name and names.mark_gone(image.owner):
+            backend.delete_image(image.fingerprint)
+            removed.append(f"image {image.fingerprint[:12]}")
     return removed
 
 
@@ -147,7 +168,9 @@ def create_profiles(backend: ContainerBackend, project: Project, name: str) -> l
         # The same sandboxed, bounded rendering and parsing as project files.
         spec = read_layer(node.path, variables).data
         profile = names.profile(name, node.key)
-        backend.create_profile(profile, spec, names.labels(project.name))
+        # Owned like the container: a run killed before it made the container leaves
+        # profiles that only the owner label tells apart.
+        backend.create_profile(profile, spec, names.labels(project.name, transient=True))
         made.append(profile)
     return made
 
@@ -320,14 +343,14 @@ def make_plan(ctx: StageContext, backend: ContainerBackend, image: str) -> Plan:
 def build(ctx: StageContext) -> Json:
     """Launch a container (from the imported image or a cached layer), configure, save it."""
     backend = client.connect(ctx.project.lxd.connection, timeout=None)
-    for name in remove_leftovers(backend, ctx.project):
-        say(f"configure: removed container {name} left by an earlier run")
+    for what in remove_leftovers(backend, ctx.project):
+        say(f"configure: removed {what} left by an earlier run")
     image = str(json.loads(ctx.input("import", "image").read_text())["fingerprint"])
     plan = make_plan(ctx, backend, image)
     name = names.configure_container(ctx.project.name, ctx.key)
     published = ctx.scratch("published.tar")
     with contextlib.ExitStack() as stack:
-        stack.callback(_remove, backend, name)
+        stack.callback(_remove_at_end, backend, name)
         network = stack.enter_context(network_for(backend, ctx.project))
         with ctx.phase("launch"):
             box = _launch(ctx, backend, name, plan, image, network)
@@ -357,6 +380,8 @@ def clean_external(project: Project) -> None:
     backend = client.connect(project.lxd.connection)
     for box in list(_containers(backend, project)):
         _remove(backend, box.name)
+    for what in remove_leftovers(backend, project):  # profiles and unnamed images
+        print(f"configure:{project.name} - removed {what}")
     for alias in layers.remove_all(backend, project):
         print(f"configure:{project.name} - removed LXD image {alias}")
 

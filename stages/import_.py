@@ -9,8 +9,10 @@ uses any more is deleted when its project moves on to a new one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edibuild.config.project import Project
@@ -66,7 +68,11 @@ def _import(ctx: StageContext, backend: ContainerBackend, alias: str, arch: str)
     say(f"import: importing {rootfs.name} as LXD image {alias}")
     props = _properties(ctx)
     meta = metadata_tarball(arch, ctx.source_date_epoch, props)
-    fingerprint = backend.import_image(rootfs, meta)
+    fingerprint = split_fingerprint(meta, rootfs)
+    if backend.image(fingerprint) is None:
+        fingerprint = backend.import_image(rootfs, meta)
+    else:  # uploaded by a run killed before it named the image: LXD refuses a second upload
+        say(f"import: LXD already has the image {fingerprint[:12]} (without its alias): naming it")
     try:
         backend.add_alias(fingerprint, alias, props["description"])
     except Refused:
@@ -76,6 +82,15 @@ def _import(ctx: StageContext, backend: ContainerBackend, alias: str, arch: str)
             raise
         return existing.fingerprint
     return fingerprint
+
+
+def split_fingerprint(metadata: bytes, rootfs: Path) -> str:
+    """LXD's fingerprint of a split image: the sha256 of its metadata, then its rootfs."""
+    digest = hashlib.sha256(metadata)
+    with rootfs.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def build(ctx: StageContext) -> Json:

@@ -81,6 +81,13 @@ class FakeBackend:
         for name in [n for n in self.profiles if n.startswith(prefix)]:
             del self.profiles[name]
 
+    def profile_configs(self, prefix: str) -> dict[str, Mapping[str, str]]:
+        return {
+            name: dict(spec.get("config") or {})
+            for name, spec in self.profiles.items()
+            if name.startswith(prefix)
+        }
+
     def launch(
         self,
         name: str,

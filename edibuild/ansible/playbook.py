@@ -18,6 +18,7 @@ from typing import Any
 
 import ansible_runner
 
+from edibuild import interrupt
 from edibuild.data import Json
 from edibuild.errors import StageFailed, ToolMissing
 from edibuild.host import toolpath
@@ -157,6 +158,7 @@ def run_playbook(
     try:
         while thread.is_alive():
             thread.join(0.5)
+            interrupt.check()  # an interrupt reaches a worker thread (doit -n 2) here
     except BaseException:
         cancel.set()
         thread.join(30)

@@ -8,6 +8,7 @@ pointer doit checks is written last (store.ProjectArtifacts.install).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
+from edibuild import interrupt, orphans, space
 from edibuild.config.project import Project
 from edibuild.data import Json, mapping
 from edibuild.engine import budget, explain
@@ -27,8 +29,8 @@ from edibuild.errors import EdibuildError, StageFailed
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.run import say
 from edibuild.store.artifacts import ProjectArtifacts
-from edibuild.store.cache import Entry
-from edibuild.store.fsutil import read_json
+from edibuild.store.cache import Cache, Entry
+from edibuild.store.fsutil import read_json, remove_file, sha256_file
 
 # When doit's records differ from the stage manifest (e.g. `doit -a`, a forgotten task).
 RERUN_BY_DOIT = "doit's records say so (forced, forgotten, or an edit during the last build)"
@@ -36,20 +38,55 @@ RERUN_BY_DOIT = "doit's records say so (forced, forgotten, or an edit during the
 
 def run_stage(session: Session, project: Project, stage: Stage) -> TaskFailed | None:
     """The doit action of a stage task: one message on failure, the traceback in the log."""
+    log = session.artifacts(project).log(stage.name)
+    where = f"{stage.name}:{project.name}"
     try:
-        _run(session, project, stage)
-    except EdibuildError as exc:
-        return TaskFailed(f"{stage.name}:{project.name}: {exc}")
-    except Exception as exc:  # a bug or an unforeseen failure: one message, log the rest
-        log = session.artifacts(project).log(stage.name)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as f:
-            f.write(traceback.format_exc())
+        with interrupt.building():
+            _run(session, project, stage)
+    except KeyboardInterrupt:
+        say(f"{where}: interrupted; its partial work is removed (log: {log})")
+        raise
+    except Exception as exc:
+        if interrupt.requested():  # a command ended by the interrupt, in a worker thread
+            say(f"{where}: interrupted; its partial work is removed (log: {log})")
+            raise KeyboardInterrupt(str(exc)) from None
+        if space.is_full(exc):
+            return TaskFailed(f"{where}: {_full(session, project, stage)}\n  log: {log}")
+        if isinstance(exc, EdibuildError):
+            return TaskFailed(f"{where}: {exc}")
+        _append(log, traceback.format_exc())  # a bug or an unforeseen failure
         return TaskFailed(
-            f"{stage.name}:{project.name}: unexpected {type(exc).__name__}: {exc}\n"
+            f"{where}: unexpected {type(exc).__name__}: {exc}\n"
             f"  the traceback is at the end of {log}"
         )
     return None
+
+
+def _append(log: Path, text: str) -> None:
+    """Add to a stage's log if the disk lets us (the message goes to the user anyway)."""
+    with contextlib.suppress(OSError):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as f:
+            f.write(text)
+
+
+def _full(session: Session, project: Project, stage: Stage) -> str:
+    """The message for a full disk: which folder, and how much the stage needs there."""
+    arts = session.artifacts(project)
+    cache = session.cache
+    manifest = read_json(arts.manifest(stage.name))
+    info = manifest.get("info") if isinstance(manifest, dict) else None
+    paths: dict[str, dict[str, Path]] = {}
+    for up in stage.upstream:
+        outputs = arts.outputs(up) or {}
+        paths[up] = {n: arts.dir / o.file for n, o in outputs.items()}
+    need = space.estimate(
+        info, space.newest_entries(cache.root / "keys" / stage.name), space.sizes(paths)
+    )
+    copies = space.free_bytes(arts.dir) != space.free_bytes(cache.root)
+    places = space.places(cache.scratch_root, cache.root, arts.dir, need, copies)
+    message, hint = space.full_message(places, need)
+    return f"{message}\n  hint: {hint}"
 
 
 def outputs_intact(session: Session, project: Project, stage: Stage) -> bool:
@@ -83,7 +120,38 @@ def _upstream_paths(
     return paths, infos
 
 
-def _run(session: Session, project: Project, stage: Stage) -> None:
+def _changed_inputs(project: Project, stage: Stage, arts: ProjectArtifacts) -> list[str]:
+    """The upstream stages whose installed files no longer hash to their pointer's digests.
+
+    A build reads its inputs, so it hashes them first (about a second per GB): an
+    artifact written to in place since it was installed (through its hard link the
+    cache's blob too) must not end up in this stage's outputs.
+    """
+    changed = []
+    for up in stage.upstream:
+        for out in (arts.outputs(up) or {}).values():
+            try:
+                same = sha256_file(arts.dir / out.file) == out.sha256
+            except OSError:
+                same = False
+            if not same:
+                say(f"{stage.name}:{project.name}: its input {out.file} ({up}) was changed on "
+                    "disk after it was installed; it is built again first")  # fmt: skip
+                changed.append(up)
+                break
+    return changed
+
+
+def _repair(session: Session, project: Project, stages: Sequence[str]) -> None:
+    """Build upstream stages again whose installed outputs were changed on disk."""
+    for name in stages:
+        up = next(s for s in session.pipeline.enabled(project) if s.name == name)
+        arts = session.artifacts(project)
+        remove_file(arts.pointer(name), arts.dir)  # never taken as finished again
+        _run(session, project, up)
+
+
+def _run(session: Session, project: Project, stage: Stage, repairs: int = 2) -> None:
     arts = session.artifacts(project)
     paths, infos = _upstream_paths(project, stage, arts)
     inputs = session.inputs(project, stage, session.installed_upstream(project, stage))
@@ -99,16 +167,29 @@ def _run(session: Session, project: Project, stage: Stage) -> None:
     say(f"{stage.name}:{project.name}: runs because {'; '.join(why) or RERUN_BY_DOIT}")
     started = time.monotonic()
     cache = session.cache
+    _recover(cache, project, stage)
     with cache.lock(stage.name, inputs.key):
         entry = cache.lookup(stage.name, inputs.key)
         if entry is not None and not stage.intact(project, mapping(entry.info)):
             cache.forget(stage.name, inputs.key)
             entry = None
         reused = entry is not None
-        if entry is None:
+        changed = [] if reused else _changed_inputs(project, stage, arts)
+        if changed and repairs:
+            _repair(session, project, changed)
+        elif changed:
+            raise StageFailed(
+                f"the inputs from {', '.join(changed)} still differ from their digests "
+                "after building them again",
+                hint="remove the artifact folder of the project and run the build again",
+            )
+        elif entry is None:
             entry = _build(project, stage, inputs, paths, infos, session)
         else:
             say(f"{stage.name}:{project.name}: reused from the cache (key {inputs.key[:12]})")
+    if entry is None:  # its inputs were rebuilt (their digests may differ): start again
+        _run(session, project, stage, repairs - 1)
+        return
     names = stage.outputs(project)
     entry = dataclasses.replace(
         entry,
@@ -129,6 +210,18 @@ def _run(session: Session, project: Project, stage: Stage) -> None:
         budget.keep_within(cache, session.workspace.artifacts_dir)
 
 
+def _recover(cache: Cache, project: Project, stage: Stage) -> None:
+    """Remove what a killed earlier run left: its processes, then its scratch space.
+
+    Done before the cache lookup, so a run that finds its result in the cache (a killed
+    run may have stored it) removes the leftovers too.
+    """
+    for orphan in orphans.end_orphans():
+        say(f"{stage.name}:{project.name}: ended {orphan}")
+    for path in cache.remove_stale_scratch(stage.name, project.name):
+        say(f"{stage.name}:{project.name}: removed scratch space {path} left by an earlier run")
+
+
 def _build(
     project: Project,
     stage: Stage,
@@ -142,8 +235,9 @@ def _build(
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"# {stage.name}:{project.name} key {inputs.key}\n")
     names = stage.outputs(project)
-    with session.cache.scratch(stage.name, project.name) as work:
+    with session.cache.scratch(stage.name, project.name) as work, space.Peak(work) as peak:
         (work / "out").mkdir()
+        (work / "tmp").mkdir()  # TMPDIR of the stage's commands
         ctx = StageContext(
             project=project,
             stage=stage,
@@ -157,12 +251,16 @@ def _build(
         )
         say(f"{stage.name}:{project.name}: building (log: {log})")
         info = stage.build(ctx)
-        if ctx.phases and isinstance(info, dict):  # where the build's time went
-            info = {**info, "phases": ctx.phases}
         files = {n: ctx.output(n) for n in names}
         missing = [os.fspath(p) for p in files.values() if not p.is_file()]
         if missing:
             raise StageFailed(f"the stage did not write its outputs: {', '.join(missing)}")
+        if isinstance(info, dict):  # where the build's time and space went
+            written = sum(p.stat().st_size for p in files.values())
+            info = {**info, "space": {"scratch": peak.measure(), "outputs": written}}
+            if ctx.phases:
+                info["phases"] = ctx.phases
+        interrupt.check()  # a worker thread stops here too: nothing more is stored
         return session.cache.store(stage.name, inputs.key, files, info)
 
 

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,7 +153,13 @@ class StageContext:
         input: bytes | None = None,
         timeout: float | None = None,
     ) -> None:
-        """Run a command with its output going to this stage's log."""
+        """Run a command with its output going to this stage's log.
+
+        Its TMPDIR is in the stage's scratch space, so what it leaves there goes with it.
+        """
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {"TMPDIR": os.fspath(tmp), **(env or {})}
         runner.run(argv, log=self.log, cwd=cwd, env=env, input=input, timeout=timeout)
 
     @property

@@ -65,8 +65,10 @@ def _daemon_log(daemon: Endpoint, repo: Path) -> Path:
 def _start_by_hand(daemon: Endpoint, repo: Path) -> Endpoint:
     log = _daemon_log(daemon, repo)
     say(f"starting the LXD daemon: lxd --group root (no init system manages it; log: {log})")
-    # setsid --fork detaches the daemon into its own session; it inherits only the log.
-    run(["setsid", "--fork", "lxd", "--group", "root"], log=log, env=daemon.env, cwd="/")
+    # setsid --fork detaches the daemon into its own session; it inherits only the log,
+    # and is not marked as a build's process (a build's leftovers are ended: never LXD).
+    argv = ["setsid", "--fork", "lxd", "--group", "root"]
+    run(argv, log=log, env=daemon.env, cwd="/", owned=False)
     run([*daemon.command("waitready", "--timeout", str(WAIT_SECONDS))], log=log, env=daemon.env)
     return _wait_for(daemon, log)
 

@@ -15,6 +15,7 @@ import ipaddress
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edibuild import orphans
 from edibuild.errors import StageFailed
 from edibuild.lxd.mirrors import mirror_hosts as mirror_hosts  # re-exported
 
@@ -36,6 +38,8 @@ HOP_HEADERS = (
     "upgrade",
 )
 CACHEABLE_SUFFIXES = (".deb", ".udeb")
+PART_PREFIX = ".part-"
+HOST = socket.gethostname()
 TIMEOUT = 60
 # Never forwarded to: private networks (RFC 1918, CGNAT, ULA), loopback, link-local,
 # multicast, unspecified and reserved addresses.
@@ -114,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _ProxyServer
     protocol_version = "HTTP/1.1"
+    answering = False  # the response's status and headers are sent
 
     def log_message(self, format: str, *args: object) -> None:
         """Keep quiet (apt's own output says what it fetched)."""
@@ -153,9 +158,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_file(cached, head)
             return
         self.server.stats.add("misses")
+        self.answering = False
         try:
             self._forward(address, host, path, head, None if head else cached)
         except (OSError, http.client.HTTPException) as exc:
+            if self.answering:  # the mirror dropped mid-body: end the client's too, now
+                self.close_connection = True
+                return
             self._refuse(502, f"upstream {host}: {exc}")
 
     def _send_file(self, path: Path, head: bool) -> None:
@@ -183,6 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
             if response.getheader("Content-Length") is None and not head:
                 self.close_connection = True
             self.end_headers()
+            self.answering = True  # from here on a failure can only close the connection
             if not head:
                 keep = cache if response.status == 200 else None
                 _relay(response, self.wfile.write, keep)
@@ -191,13 +201,23 @@ class _Handler(BaseHTTPRequestHandler):
 def _relay(
     response: http.client.HTTPResponse, write: Callable[[bytes], object], cache: Path | None
 ) -> None:
-    """Copy the response body to the client, and into the cache if it is complete."""
+    """Copy the response body to the client, and into the cache if it is complete.
+
+    A body that ends before its Content-Length (the mirror dropped the connection) is
+    an error, so the client's connection is closed at once: apt then retries instead of
+    waiting for bytes that never come.
+    """
+    expected = response.getheader("Content-Length")
+    size = int(expected) if expected is not None and expected.isdigit() else None
     if cache is None:
+        sent = 0
         while chunk := response.read(1 << 16):
             write(chunk)
+            sent += len(chunk)
+        _complete(sent, size)
         return
     cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".part-")
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f"{PART_PREFIX}{os.getpid()}@{HOST}-")
     last = b""
     try:
         with os.fdopen(fd, "wb") as part:
@@ -205,15 +225,20 @@ def _relay(
                 part.write(chunk)
                 write(last)
                 last = chunk
-        expected = response.getheader("Content-Length")
-        if expected is None or int(expected) == os.path.getsize(tmp):
-            os.replace(tmp, cache)
+        _complete(os.path.getsize(tmp), size)
+        os.replace(tmp, cache)
         # The last bytes go out only once the file is in the cache: a client that asks
         # again as soon as it has the whole body finds it there.
         write(last)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _complete(got: int, expected: int | None) -> None:
+    """Raise IncompleteRead when fewer bytes came than the mirror announced."""
+    if expected is not None and got != expected:
+        raise http.client.IncompleteRead(b"", expected - got)
 
 
 class _ProxyServer(ThreadingHTTPServer):
@@ -235,6 +260,13 @@ class _ProxyServer(ThreadingHTTPServer):
         self.resolve = resolve
         self.stats = Stats()
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """One line for a failed request instead of socketserver's traceback; none for a
+        client or mirror that dropped the connection (apt reports that, and retries)."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError | http.client.HTTPException):
+            print(f"edibuild: apt proxy: {type(error).__name__}: {error}", file=sys.stderr)
+
     def address_of(self, host: str, port: int) -> str | None:
         """Return the address to connect to for a project mirror (on our port), else None."""
         if host.lower() not in self.hosts or port != self.port:
@@ -247,6 +279,24 @@ class _ProxyServer(ThreadingHTTPServer):
         if not parts or any(p in (".", "..") for p in parts):
             return None
         return self.cache / host.lower() / Path(*parts)
+
+
+def sweep_parts(cache: Path) -> list[Path]:
+    """Remove the partial downloads (`.part-PID@HOST-...`) of ended proxies of this host.
+
+    A download completes into a temporary file that is renamed into place; a build
+    killed meanwhile leaves the temporary file, which nothing else would remove.
+    """
+    removed = []
+    for part in cache.rglob(f"{PART_PREFIX}*"):
+        pid, _, rest = part.name[len(PART_PREFIX) :].partition("@")
+        if not rest.startswith(f"{HOST}-") or not pid.isdigit() or orphans.alive(int(pid)):
+            continue
+        if part.is_file():
+            with contextlib.suppress(OSError):
+                part.unlink()
+                removed.append(part)
+    return removed
 
 
 @contextlib.contextmanager
@@ -265,6 +315,7 @@ def serving(
             "signatures, so https is not needed)",
         )
     cache.mkdir(parents=True, exist_ok=True)
+    sweep_parts(cache)
     server = _ProxyServer(hosts, cache, resolve, port)
     thread = threading.Thread(target=server.serve_forever, name="edibuild-apt-proxy", daemon=True)
     thread.start()

@@ -21,7 +21,7 @@ import requests
 from pylxd import exceptions
 
 from edibuild.errors import StageFailed
-from edibuild.lxd import metadata
+from edibuild.lxd import metadata, names
 from edibuild.lxd.endpoints import INSTALL_HINT, Endpoint, find_endpoint
 from edibuild.lxd.errors import NotFound, Unreachable
 from edibuild.lxd.instance import LxdInstance
@@ -85,11 +85,14 @@ def _unverified(endpoint: Endpoint) -> tuple[tuple[str, str] | None, Any]:
 
 
 def _image(image: Any) -> Image:
+    properties = dict(getattr(image, "properties", None) or {})
     return Image(
         fingerprint=str(image.fingerprint),
         aliases=tuple(str(a["name"]) for a in image.aliases or ()),
         uploaded_at=str(getattr(image, "uploaded_at", "") or ""),
         last_used_at=str(getattr(image, "last_used_at", "") or ""),
+        project=str(properties.get(names.PROJECT_LABEL, "")),
+        owner=str(properties.get(names.OWNER_LABEL, "")),
     )
 
 
@@ -225,6 +228,15 @@ class LxdBackend:
         for profile in profiles:
             with contextlib.suppress(NotFound), translated(f"deleting profile {profile.name}"):
                 profile.delete()
+
+    def profile_configs(self, prefix: str) -> dict[str, Mapping[str, str]]:
+        """The config (labels among it) of every profile whose name starts with `prefix`."""
+        with translated("listing profiles"):
+            return {
+                str(p.name): dict(p.config or {})
+                for p in self._client.profiles.all()
+                if p.name.startswith(prefix)
+            }
 
     def default_network_works(self) -> bool:
         """True when the default profile has a NIC on a managed network that is up."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,12 @@ from typing import Any
 from pylxd import exceptions
 
 from edibuild.errors import StageFailed
-from edibuild.lxd import boot
-from edibuild.lxd.errors import NotFound, Refused
+from edibuild.lxd import boot, names
+from edibuild.lxd.errors import BackendError, Refused
 from edibuild.lxd.protocol import Executed
 from edibuild.lxd.translate import translated
 
+BUSY_TRIES = 30  # seconds a delete waits for another operation on the instance
 # LXD's status code of a running operation; each wait asks for at most WAIT_SECONDS
 # (under any client timeout), then asks again.
 RUNNING = 103
@@ -153,9 +155,14 @@ class LxdInstance:
                 self._instance.stop(force=True, wait=True)
 
     def publish(self, *, compression: str, description: str = "") -> str:
-        """Publish the stopped instance as an image (without alias); return its fingerprint."""
+        """Publish the stopped instance as an image (without alias); return its fingerprint.
+
+        The image is marked with the instance's project and this process (properties
+        `user.edibuild.project`, `user.edibuild.owner`): one still without alias when its
+        process is gone was left by a killed run, and the next run deletes it.
+        """
         with translated(f"publishing {self.name}"):
-            image = self._instance.publish(wait=True, compression_algorithm=compression)
+            image = self._publish(compression)
         if description:
             with contextlib.suppress(Refused), translated(f"describing {image.fingerprint}"):
                 # Only what `lxc image list` shows: a failure here harms nothing.
@@ -163,14 +170,35 @@ class LxdInstance:
                 image.save(wait=True)
         return str(image.fingerprint)
 
+    def _publish(self, compression: str) -> Any:
+        """POST /1.0/images from this instance, with the ownership marks as properties."""
+        instance = self._instance
+        properties = {
+            key.removeprefix("image."): value
+            for key, value in (instance.expanded_config or instance.config or {}).items()
+            if key.startswith("image.")
+        }
+        properties.update(names.image_marks(self.config.get(names.PROJECT_LABEL, "")))
+        data = {
+            "public": False,
+            "source": {"type": instance.type, "name": instance.name},
+            "compression_algorithm": compression,
+            "properties": properties,
+        }
+        client = instance.client
+        response = client.api.images.post(json=data)
+        operation = client.operations.wait_for_operation(response.json()["operation"])
+        return client.images.get(operation.metadata["fingerprint"])
+
     def export(self, target: Path) -> None:
         """Write the stopped instance to `target` as LXD's uncompressed unified image tarball.
 
         The instance is published as a temporary image (metadata.yaml, templates/,
-        rootfs/) that is streamed out and deleted again at once.
+        rootfs/) that is streamed out and deleted again at once; a run killed meanwhile
+        leaves it marked as its own (see `publish`), for the next run to delete.
         """
         with translated(f"publishing {self.name}"):
-            image = self._instance.publish(wait=True, compression_algorithm="none")
+            image = self._publish("none")
         try:
             with translated(f"exporting image {image.fingerprint}"):
                 response = image.api.export.get(stream=True)
@@ -178,13 +206,28 @@ class LxdInstance:
                     for chunk in response.iter_content(chunk_size=1 << 20):
                         out.write(chunk)
         finally:
-            with contextlib.suppress(NotFound), translated(f"deleting image {image.fingerprint}"):
+            # A delete that fails (LXD gone) must not hide why the export stopped: the
+            # image is marked, and the project's next configure run deletes it.
+            with contextlib.suppress(BackendError), translated(f"deleting {image.fingerprint}"):
                 image.delete(wait=True)
 
     def remove(self) -> None:
-        """Stop (by force) and delete the instance."""
+        """Stop (by force) and delete the instance.
+
+        LXD refuses to delete an instance that another operation (a stop still running,
+        after a daemon restart say) holds: the delete is tried again for a while.
+        """
         if self.status != "Stopped":
             with contextlib.suppress(Refused), translated(f"stopping {self.name}"):
                 self._instance.stop(force=True, wait=True)
-        with translated(f"deleting {self.name}"):
-            self._instance.delete(wait=True)
+        for attempt in range(BUSY_TRIES):
+            try:
+                with translated(f"deleting {self.name}"):
+                    self._instance.delete(wait=True)
+                return
+            except Refused as exc:
+                if "busy" not in str(exc).lower() or attempt == BUSY_TRIES - 1:
+                    raise
+                time.sleep(1)
+                with contextlib.suppress(Refused), translated(f"stopping {self.name}"):
+                    self._instance.stop(force=True, wait=True)

@@ -18,7 +18,11 @@ The scheme, the same for every object:
 - Transient instances (a build's container) also carry `user.edibuild.owner=<host>:<pid>`,
   the process using it: when that process is gone the next run removes the leftover.
 - Images have no owner label (projects share them): their aliases say who uses them.
-  Only aliases matching a project's exact pattern count as the project's.
+  Only aliases matching a project's exact pattern count as the project's. An image a
+  build publishes (a layer, configure's temporary export) carries the project and
+  owner as properties until it is named: one without alias whose owner is gone was
+  left by a killed run and is deleted by the project's next configure run. So are
+  profiles (labelled like transient instances) whose owner is gone.
 """
 
 from __future__ import annotations
@@ -109,6 +113,12 @@ def labels(project: str, *, transient: bool = False) -> dict[str, str]:
     if transient:
         marks[OWNER_LABEL] = process_mark()
     return marks
+
+
+def image_marks(project: str) -> dict[str, str]:
+    """Image properties marking an image a build publishes as `project`'s and this process's
+    (until it has an alias: an unaliased one of an ended process is a leftover)."""
+    return {PROJECT_LABEL: project, OWNER_LABEL: process_mark()}
 
 
 def process_mark() -> str:

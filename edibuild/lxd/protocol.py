@@ -28,12 +28,15 @@ class Executed(NamedTuple):
 
 @dataclass(frozen=True)
 class Image:
-    """An image in LXD: its fingerprint, alias names and when it was uploaded and last used."""
+    """An image in LXD: its fingerprint, alias names and when it was uploaded and last used;
+    for an image a build published, its project and owner marks (edibuild/lxd/names.py)."""
 
     fingerprint: str
     aliases: tuple[str, ...] = ()
     uploaded_at: str = ""
     last_used_at: str = ""
+    project: str = ""
+    owner: str = ""
 
 
 class Instance(Protocol):
@@ -148,6 +151,9 @@ class ContainerBackend(Protocol):
 
     def delete_profiles(self, prefix: str) -> None:
         """Delete every profile whose name starts with `prefix`."""
+
+    def profile_configs(self, prefix: str) -> dict[str, Mapping[str, str]]:
+        """The config (labels among it) of every profile whose name starts with `prefix`."""
 
     def default_network_works(self) -> bool:
         """True when the default profile has a NIC on a managed network that is up."""

@@ -4,12 +4,15 @@
 <artifacts>/<project>/.state/<stage>.json   the doit target: output digests only, so an
                                    identical rebuild leaves it unchanged (early cut-off)
 <artifacts>/<project>/.state/<stage>.key    the input key of the installed outputs
+<artifacts>/<project>/.state/<stage>.stat   size, mtime and inode of each installed
+                                   file, so one written to in place is not up to date
 <artifacts>/<project>/<stage>.manifest.json  everything about the build, for people
 <artifacts>/<project>/log/<stage>.log       the full log of the last run
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +24,10 @@ from edibuild.run import run
 from edibuild.store.cache import Cache, Entry, Output, output_record
 from edibuild.store.fsutil import (
     confined,
+    partial_path,
     read_json,
     remove_file,
+    sweep_partials,
     write_atomic,
     write_json,
 )
@@ -84,16 +89,26 @@ class ProjectArtifacts:
         except OSError:
             return None
 
+    def stat_file(self, stage: str) -> Path:
+        """Size, mtime and inode of each installed output when it was installed."""
+        return self.dir / ".state" / f"{stage}.stat"
+
     def intact(self, stage: str) -> bool:
-        """True when every output the pointer names is present with its size."""
+        """True when every output the pointer names is present with its size, and not
+        written to since it was installed (its mtime and inode, when recorded)."""
         outputs = self.outputs(stage)
         if outputs is None:
             return False
+        recorded = read_json(self.stat_file(stage))
+        recorded = recorded if isinstance(recorded, dict) else {}
         for out in outputs.values():
             try:
-                if (self.dir / out.file).stat().st_size != out.size:
-                    return False
+                st = (self.dir / out.file).stat()
             except OSError:
+                return False
+            if st.st_size != out.size:
+                return False
+            if out.file in recorded and recorded[out.file] != _stamp(st):
                 return False
         return True
 
@@ -103,14 +118,20 @@ class ProjectArtifacts:
         for out in entry.outputs.values():
             confined(self.dir / out.file, self.dir)
         remove_file(self.pointer(entry.stage), self.dir)
+        for folder in (self.dir, self.dir / ".state"):
+            sweep_partials(folder, self.dir)
+        stamps = {}
         for out in entry.outputs.values():
-            _link(cache.blob(out.sha256), self.dir / out.file, self.dir)
+            dest = self.dir / out.file
+            _link(cache.blob(out.sha256), dest, self.dir)
+            stamps[out.file] = _stamp(dest.stat())
         keep = {o.file for o in entry.outputs.values()}
         for out in old.values():
             if out.file not in keep:
                 remove_file(self.dir / out.file, self.dir)
         write_json(confined(self.manifest(entry.stage), self.dir), manifest)
         write_atomic(confined(self.key_file(entry.stage), self.dir), (entry.key + "\n").encode())
+        write_json(confined(self.stat_file(entry.stage), self.dir), stamps)
         pointer = {
             "stage": entry.stage,
             "outputs": {n: o.as_json() for n, o in sorted(entry.outputs.items())},
@@ -118,9 +139,10 @@ class ProjectArtifacts:
         write_json(confined(self.pointer(entry.stage), self.dir), pointer)
 
     def removable(self, stage: str) -> list[Path]:
-        """What `remove` would delete: outputs, pointer, key, manifest and log (checked)."""
+        """What `remove` would delete: outputs, pointer, key, stat, manifest, log (checked)."""
         paths = [self.dir / o.file for o in (self.checked_outputs(stage) or {}).values()]
-        paths += [self.pointer(stage), self.key_file(stage), self.manifest(stage), self.log(stage)]
+        paths += [self.pointer(stage), self.key_file(stage), self.stat_file(stage)]
+        paths += [self.manifest(stage), self.log(stage)]
         for path in paths:
             confined(path, self.dir)
         return paths
@@ -131,13 +153,28 @@ class ProjectArtifacts:
         return [path for path in paths if remove_file(path, self.dir)]
 
 
+def _stamp(st: os.stat_result) -> list[int]:
+    """What tells an installed file was written to: its size, mtime and inode."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def _link(blob: Path, dest: Path, root: Path) -> None:
-    """Put a blob at dest atomically: a hard link, or a sparse copy across file systems."""
+    """Put a blob at dest atomically: a hard link, or a sparse copy across file systems.
+
+    A dest that already is this blob (a rebuild of the same bytes) is left alone:
+    rename(2) of one hard link over another of the same inode does nothing and
+    succeeds, which left the temporary name behind, pinning the blob.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
-    remove_file(tmp, root)
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.samestat(blob.stat(), dest.stat()):
+            return
+    tmp = partial_path(dest)
     try:
-        os.link(blob, tmp)
-    except OSError:
-        run(["cp", "--reflink=auto", "--sparse=always", blob, tmp])
-    os.replace(tmp, dest)
+        try:
+            os.link(blob, tmp)
+        except OSError:
+            run(["cp", "--reflink=auto", "--sparse=always", blob, tmp])
+        os.replace(tmp, dest)
+    finally:
+        remove_file(tmp, root)

@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any
 
+from edibuild import orphans
 from edibuild.errors import EdibuildError, UnsafePath
 from edibuild.run import run
 
 CHUNK = 1024 * 1024
+_partials = itertools.count()
+_HOST = socket.gethostname()
+# `.NAME.PID-N@HOST.partial` (and `.NAME.PID.partial`, as earlier versions named them)
+_PARTIAL = re.compile(r"^\..+\.([0-9]+)(?:-[0-9]+)?(?:@(.+))?\.partial$")
 
 
 def sha256_file(path: Path) -> str:
@@ -42,15 +50,52 @@ def digest_json(data: Any) -> str:
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
+def partial_path(path: Path) -> Path:
+    """A temporary name beside `path`, unique to this process and call.
+
+    `.NAME.PID-N@HOST.partial`: the counter keeps two threads of one process (`doit -n 2`)
+    off each other's file; pid and host tell `sweep_partials` whose it is (a cache may be
+    shared with other machines, whose processes this one cannot see).
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}-{next(_partials)}@{_HOST}.partial")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes under a temporary name, fsync, then rename into place."""
+    """Write bytes under a temporary name, fsync, then rename into place.
+
+    A write that fails (a full disk) removes its temporary file; one killed outright
+    leaves it for `sweep_partials`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = partial_path(path)
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def sweep_partials(folder: Path, *roots: Path) -> list[Path]:
+    """Remove the temporary files (`partial_path`) that ended processes left in `folder`."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = _PARTIAL.match(entry.name)
+        if found is None or found.group(2) not in (None, _HOST):
+            continue
+        if not orphans.alive(int(found.group(1))) and entry.is_file(follow_symlinks=False):
+            path = Path(entry.path)
+            if remove_file(path, *roots):
+                removed.append(path)
+    return removed
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -179,9 +180,11 @@ def test_bare_doit_clean_and_forget_do_nothing(h: Harness) -> None:
 def test_manifest_records_inputs_and_info(h: Harness) -> None:
     h.doit("image:proj")
     manifest = json.loads(h.art("beta.manifest.json").read_text())
-    assert manifest["info"] == {"alpha_length": 5}
+    assert manifest["info"]["alpha_length"] == 5
+    assert manifest["info"]["space"]["outputs"] == h.art("beta.txt").stat().st_size
+    assert manifest["info"]["space"]["scratch"] >= 0
     timed = json.loads(h.art("gamma.manifest.json").read_text())["info"]
-    assert set(timed) == {"phases"} and timed["phases"]["write"] >= 0
+    assert set(timed) == {"phases", "space"} and timed["phases"]["write"] >= 0
     assert set(manifest["upstream"]) == {"alpha"}
     assert next(iter(manifest["plugins"].values()))
     assert os.path.samefile(
@@ -281,6 +284,47 @@ def test_parallel_builds_of_the_same_inputs_build_once(h: Harness) -> None:
     assert code == 0, out
     assert Counter(alpha=1, beta=1, gamma=1) == BUILDS
     assert h.art("proj.img").read_text() == (h.tmp / "artifacts/twin/twin.img").read_text()
+
+
+def _corrupt(path: os.PathLike[str] | str, keep_mtime: bool) -> None:
+    """Change a byte of a file in place, as a hand edit or a failing disk would."""
+    st = os.stat(path)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0x20]))
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_an_input_changed_in_place_is_rebuilt_before_a_stage_reads_it(
+    h: Harness, keep_mtime: bool
+) -> None:
+    h.doit("image:proj")
+    _corrupt(h.art("beta.txt"), keep_mtime)  # the artifact is the cache's blob: both change
+    h.doit("clean", "--forget", "gamma:proj")
+    code, out = h.doit("image:proj")
+    assert code == 0, out
+    # A new mtime makes beta itself not up to date; a kept one is caught when gamma reads it.
+    said = "or was changed in place" if not keep_mtime else "changed on disk after it was installed"
+    assert said in out
+    assert h.art("beta.txt").read_text() == "HELLO- hosts: all\n"
+    assert h.art("proj.img").read_text() == "image of HELLO- hosts: all\n"  # never the bad one
+    assert BUILDS["beta"] == 2
+
+
+def test_a_changed_cache_blob_is_not_installed_in_another_checkout(h: Harness) -> None:
+    h.doit("image:proj")
+    _corrupt(h.art("alpha.txt"), keep_mtime=True)
+    shutil.rmtree(h.tmp / "artifacts")  # a second checkout: nothing installed yet
+    (h.tmp / "state.sqlite3").unlink()
+    code, out = h.doit("image:proj")
+    assert code == 0, out
+    assert "was changed after it was stored" in out
+    assert h.art("alpha.txt").read_text() == "hello"
+    assert h.art("proj.img").read_text() == "image of HELLO- hosts: all\n"
 
 
 def test_comment_edit_of_a_parsed_playbook_runs_nothing_and_why_agrees(h: Harness) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,3 +123,48 @@ def test_cache_paths_stay_inside(tmp_path: Path) -> None:
         "deb.debian.org"
     ]
     assert aptproxy.cacheable("/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/ab")
+
+
+class _Half(BaseHTTPRequestHandler):
+    """A mirror that drops the connection halfway through a .deb."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        self.wfile.write(b"x" * 1000)
+        self.wfile.flush()
+        self.connection.shutdown(2)
+
+
+def test_a_dropped_mirror_connection_leaves_no_partial_file_and_no_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Half)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    half = int(server.server_address[1])
+    try:
+        proxy = aptproxy.serving(["mirror.test"], tmp_path, lambda h: "127.0.0.1", half)
+        with proxy as running, pytest.raises(http.client.IncompleteRead):
+            fetch(aptproxy.port_of(running), f"http://mirror.test:{half}/pool/a_1_amd64.deb")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not list(tmp_path.rglob("*.deb")) and not list(tmp_path.rglob(".part-*"))
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_partial_downloads_of_ended_proxies_are_swept(tmp_path: Path) -> None:
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    folder = tmp_path / "deb.debian.org" / "pool"
+    folder.mkdir(parents=True)
+    dead = folder / f".part-{ended.pid}@{aptproxy.HOST}-abc"
+    other = folder / f".part-{ended.pid}@elsewhere-abc"
+    dead.write_text("half")
+    other.write_text("half")
+    assert aptproxy.sweep_parts(tmp_path) == [dead]
+    assert other.exists()

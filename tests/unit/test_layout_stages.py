@@ -75,7 +75,7 @@ def test_tools_name_their_debian_packages() -> None:
     assert tools["mkfs.vfat"] == "dosfstools" and tools["mcopy"] == "mtools"
     assert tools["mkfs.ext4"] == "e2fsprogs" and tools["zstd"] == "zstd"
     assert {t.package for t in disk.STAGE.tools(project())} == {"fdisk"}
-    assert {t.package for t in bmap.STAGE.tools(project())} == {"bmap-tools"}
+    assert {t.package for t in bmap.STAGE.tools(project())} == {"bmap-tools", "coreutils"}
 
 
 def test_mender_and_boottest_are_enabled_by_their_sections() -> None:

@@ -13,6 +13,7 @@ from edibuild.config.project import Bootstrap, Node, Project
 from edibuild.errors import StageFailed
 from edibuild.lxd import names
 from edibuild.lxd.names import OWNER_LABEL, PROJECT_LABEL
+from edibuild.lxd.protocol import Image
 from stages import configure, container
 from tests.fake_backend import FakeBackend
 
@@ -49,7 +50,10 @@ def test_configure_removes_only_its_projects_leftovers() -> None:
     backend.add_instance("edibuild-other-configure-e", **{OWNER_LABEL: dead})
     backend.profiles[f"{prefix}a-10-profile"] = {}
     backend.profiles[f"{prefix}b-10-profile"] = {}
-    assert configure.remove_leftovers(backend, project()) == [f"{prefix}a", f"{prefix}c"]
+    assert configure.remove_leftovers(backend, project()) == [
+        f"container {prefix}a",
+        f"container {prefix}c",
+    ]
     assert sorted(backend.instances) == [
         f"{prefix}b",
         f"{prefix}d",
@@ -65,7 +69,11 @@ def test_configure_profiles_carry_the_project_label(tmp_path: Path) -> None:
     backend = FakeBackend()
     made = configure.create_profiles(backend, proj, "box")
     assert made == ["box-10-p"]
-    assert backend.profiles["box-10-p"]["config"] == {"limits.cpu": "1", PROJECT_LABEL: "demo"}
+    assert backend.profiles["box-10-p"]["config"] == {
+        "limits.cpu": "1",
+        PROJECT_LABEL: "demo",
+        OWNER_LABEL: names.process_mark(),  # a killed run's profiles are told apart
+    }
     assert backend.profiles["box-10-p"]["description"] == "for bookworm"
 
 
@@ -91,3 +99,30 @@ def test_dev_images_of_similarly_named_projects_are_kept() -> None:
     container._drop_old_images(backend, keep=keep.fingerprint, project=project())
     assert sorted(backend.store) == sorted([keep.fingerprint, other.fingerprint, layer.fingerprint])
     assert old.fingerprint not in backend.store
+
+
+def test_configure_removes_profiles_and_unnamed_images_a_killed_run_left() -> None:
+    backend = FakeBackend()
+    prefix = names.configure_prefix("demo")
+    dead, alive = gone_mark(), f"{socket.gethostname()}:{os.getppid()}"
+    # Profiles made before the container (the run was killed in between).
+    backend.profiles[f"{prefix}x-10-res"] = {"config": {PROJECT_LABEL: "demo", OWNER_LABEL: dead}}
+    backend.profiles[f"{prefix}y-10-res"] = {"config": {PROJECT_LABEL: "demo", OWNER_LABEL: alive}}
+    backend.profiles[f"{prefix}z-10-res"] = {"config": {PROJECT_LABEL: "other", OWNER_LABEL: dead}}
+    backend.profiles["demo-configure-mine"] = {"config": {}}  # the user's own
+    # Images published but never named: the export's temporary image, a layer.
+    backend.store["fp-dead"] = Image("fp-dead", (), project="demo", owner=dead)
+    backend.store["fp-alive"] = Image("fp-alive", (), project="demo", owner=alive)
+    backend.store["fp-named"] = Image(
+        "fp-named", ("edibuild-layer-demo-x",), project="demo", owner=dead
+    )
+    backend.store["fp-other"] = Image("fp-other", (), project="other", owner=dead)
+    backend.store["fp-user"] = Image("fp-user", ())
+    removed = configure.remove_leftovers(backend, project())
+    assert removed == [f"profile {prefix}x-10-res", "image fp-dead"]
+    assert sorted(backend.profiles) == [
+        "demo-configure-mine",
+        f"{prefix}y-10-res",
+        f"{prefix}z-10-res",
+    ]
+    assert sorted(backend.store) == ["fp-alive", "fp-named", "fp-other", "fp-user"]
