@@ -32,12 +32,20 @@ def require_root() -> None:
     require(os.geteuid() == 0, "root privileges")
 
 
+# The full tier: marker -> the variable that lets its tests run (they take far longer
+# than CI's budget allows).
+FULL_TIERS = {
+    "full_pi": "EDIBUILD_FULL_PI",  # the Raspberry Pi build, about 25 minutes under emulation
+    "full_update": "EDIBUILD_FULL_UPDATE",  # the Mender update test in qemu, see test_update.py
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the full Raspberry Pi build (about 25 minutes under emulation) unless
-    EDIBUILD_FULL_PI=1: it is reported as deselected, never as passed or skipped."""
-    if os.environ.get("EDIBUILD_FULL_PI") == "1":
-        return
-    left_out = [item for item in items if item.get_closest_marker("full_pi")]
+    """Leave out the full tier's tests unless their variable is 1 (EDIBUILD_FULL_PI=1 for
+    the Raspberry Pi build, EDIBUILD_FULL_UPDATE=1 for the update test): they are
+    reported as deselected, never as passed or skipped."""
+    off = [m for m, variable in FULL_TIERS.items() if os.environ.get(variable) != "1"]
+    left_out = [item for item in items if any(item.get_closest_marker(m) for m in off)]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if not item.get_closest_marker("full_pi")]
+        items[:] = [item for item in items if item not in left_out]

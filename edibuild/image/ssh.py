@@ -45,9 +45,9 @@ class SshTarget:
     known_hosts: Path
     host: str = "127.0.0.1"
 
-    def _options(self) -> list[str]:
+    def _options(self, port_flag: str = "-p") -> list[str]:
         return [
-            "-F", "/dev/null", "-p", str(self.port),
+            "-F", "/dev/null", port_flag, str(self.port),
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "StrictHostKeyChecking=accept-new", "-o", "UpdateHostKeys=no",
@@ -59,6 +59,12 @@ class SshTarget:
         """ssh running `command` (a line for the remote shell) with the key only."""
         return ["ssh", *self._options(), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
                 "-o", "LogLevel=ERROR", f"{self.user}@{self.host}", command]  # fmt: skip
+
+    def scp_argv(self, local: Path, remote: str) -> list[str]:
+        """scp copying a local file to `remote` (a path in the VM) over the same login."""
+        return ["scp", *self._options("-P"), "-q", "-i", str(self.key),
+                "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", str(local),
+                f"{self.user}@{self.host}:{remote}"]  # fmt: skip
 
     def password_argv(self) -> list[str]:
         """ssh trying only password and keyboard-interactive logins (verbose: the methods
@@ -91,6 +97,11 @@ def run(target: SshTarget, command: str | Sequence[str], *, timeout: float = 600
             f.write(f"$ ssh {target.user}@{target.host}:{target.port} {line}\n"
                     f"{result.stdout}{result.stderr}# exit {result.returncode}\n")  # fmt: skip
     return result
+
+
+def copy_in(target: SshTarget, local: Path, remote: str, *, timeout: float = 600) -> None:
+    """Copy a file into the VM (CommandFailed when scp fails)."""
+    runner.run(target.scp_argv(local, remote), capture=True, timeout=timeout)
 
 
 def wait_for_login(target: SshTarget, deadline: float, log: Path | None = None) -> int | None:
