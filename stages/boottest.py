@@ -366,7 +366,8 @@ class SshAccess:
 def root_offset(ctx: StageContext) -> int:
     """Where the root file system starts in the disk image (from the disk stage's table)."""
     root = layout_of(ctx.project).root.name
-    for part in ctx.info("disk").get("partitions") or []:
+    parts = ctx.info("disk").get("partitions")
+    for part in parts if isinstance(parts, (list, tuple)) else []:
         if isinstance(part, Mapping) and part.get("name") == root:
             return int(str(part["start"]))
     raise StageFailed("the disk stage recorded no start of the root partition")

@@ -16,12 +16,9 @@ from edibuild.errors import ConfigError
 TOP_LEVEL_KEYS = (
     "description", "parameters", "include", "bootstrap", "lxd", "lxd_profiles", "playbooks",
     "export", "layout", "bootloader", "mender", "postprocessing", "boottest", "container",
-    "image",
 )  # fmt: skip
 # Sections owned by later stages: only required to be mappings here.
-OPAQUE_SECTIONS = (
-    "lxd", "export", "layout", "bootloader", "mender", "boottest", "container", "image",
-)  # fmt: skip
+OPAQUE_SECTIONS = ("lxd", "export", "layout", "bootloader", "mender", "boottest", "container")
 BOOTSTRAP_KEYS = (
     "architecture", "suite", "mirror", "components", "variant", "packages", "keyring", "tool",
 )  # fmt: skip

@@ -126,7 +126,7 @@ def offered_methods(stderr: str) -> list[str]:
     return found[-1].split(",") if found else []
 
 
-def password_login(target: SshTarget, log: Path | None = None) -> Json:
+def password_login(target: SshTarget, log: Path | None = None) -> dict[str, Json]:
     """Try a password login; `refused` when ssh failed and the server offered no password
     or keyboard-interactive method."""
     proc = runner.run(target.password_argv(), capture=True, check=False, timeout=60)
@@ -163,7 +163,7 @@ def parse_facts(text: str) -> dict[str, str]:
     return facts
 
 
-def host_key_facts(target: SshTarget, log: Path | None = None) -> Json:
+def host_key_facts(target: SshTarget, log: Path | None = None) -> dict[str, Json]:
     """Whether the host key the client saw is the VM's ed25519 key, made on this boot."""
     result = run(target, HOST_KEY_SCRIPT, timeout=60, log=log)
     facts = parse_facts(result.stdout)
