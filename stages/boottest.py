@@ -1,15 +1,20 @@
-"""Stage `boottest`: boot the disk image in qemu (no KVM) and wait for a console marker.
+"""Stage `boottest`: boot the disk image in qemu (no KVM) and wait for a console marker;
+then, for an image that boots from its own boot loader, log in over ssh.
 
 A test of the image, not part of it: `doit boottest:NAME` builds what it needs and boots;
 `doit image:NAME` does not boot (a boot costs a minute, a Raspberry Pi's several).
 
-Inputs: `disk`'s image, and `partitions`' images (the kernel, initrd and, for a Raspberry
-Pi, config.txt, cmdline.txt and the device tree are read from them with debugfs or
-mtools). Outputs: `result` = `boottest.json` and `console` = `boottest-console.log`.
-Config: the section `boottest: {timeout: 180, expect: "login:", memory: 1024, append: "",
-machine: ..., dtb: ...}`; the stage is disabled without it. Machines:
+Inputs: `disk`'s image and its partition table, and `partitions`' images (the kernel,
+initrd and, for a Raspberry Pi, config.txt, cmdline.txt and the device tree are read
+from them with debugfs or mtools). Outputs: `result` = `boottest.json` and `console` =
+`boottest-console.log`. Config: the section `boottest: {timeout: 180, expect: "login:",
+memory: 1024, append: "", machine: ..., dtb: ..., ssh: ..., user: ...}`
+(edibuild/image/boottest.py); the stage is disabled without it. How it boots:
 
-- `pc` (amd64): the newest /boot/vmlinuz-* and its initrd, root on virtio.
+- An image with a boot loader (a `bootloader` section, amd64): as a PC boots its drive,
+  with no -kernel: UEFI firmware (OVMF) finds GRUB on the disk's EFI system partition,
+  GRUB its grub.cfg, the kernel its root (edibuild/image/vm.py).
+- `pc` (amd64) without one: the newest /boot/vmlinuz-* and its initrd, root on virtio.
 - `virt` (arm64, the default there): the same on qemu's generic arm64 machine.
 - `raspi3b` (arm64): a Raspberry Pi 3 B, booted the way its firmware boots: kernel,
   initramfs and device tree (`dtb`, else config.txt's `device_tree=`, else the 3 B's)
@@ -19,32 +24,49 @@ machine: ..., dtb: ...}`; the stage is disabled without it. Machines:
   UART (ttyS1), qemu's second serial port. The PL011 (ttyAMA0, qemu's first) belongs
   to the Bluetooth chip in the device tree, so it has no tty a getty could use.
 
-The VM runs on a throw-away copy or snapshot of the image, without network, and is
-killed as soon as the marker shows up, on failure and on interrupt; `timeout` bounds it
-even if edibuild itself is killed. A boot that does not reach the marker raises
-StageFailed with the end of the console.
+With ssh (by default for images with a boot loader; never on raspi3b, whose qemu board
+has no network that helps: its test is the console), the VM gets qemu's user-mode
+network, restricted (the guest reaches nothing outside qemu) on a link-local subnet,
+and one forwarded port on the host's 127.0.0.1; the test makes a throwaway key, writes
+it into the default user's authorized_keys of the disk copy's root file system
+(debugfs: edibuild/image/testkey.py), logs in, runs a command, checks that a password
+login is refused and that the host keys were made on this boot (the image has none;
+the key the client saw is the VM's, written after the kernel started), and records it
+all in boottest.json (edibuild/image/ssh.py).
+
+The VM runs on a throw-away copy or snapshot of the image (the image users flash is
+never changed), without network unless ssh is on, and is killed as soon as the test
+is done, on failure and on interrupt; `timeout` bounds the whole test, and the VM even
+if edibuild itself is killed. A boot that does not reach the marker raises StageFailed
+with the end of the console.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
-import signal
-import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edibuild import interrupt
 from edibuild import run as runner
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import CommandFailed, StageFailed
-from edibuild.image.boottest import RASPI_DTB, RASPI_MEMORY, BootTest, machine_of
+from edibuild.image import ssh, testkey, vm
+from edibuild.image.boottest import (
+    RASPI_DTB,
+    RASPI_MEMORY,
+    BootTest,
+    machine_of,
+    ssh_on,
+    ssh_user,
+)
 from edibuild.image.layout import Layout, Partition, layout_of
 
 CONSOLE_TAIL = 30
@@ -110,9 +132,9 @@ def _extract(ctx: StageContext, image: Path, filesystem: str, source: str, targe
         raise StageFailed(f"could not read {source} from {image.name}")
 
 
-def kernel_and_initrd(ctx: StageContext, layout: Layout) -> tuple[Path, Path, str]:
-    """Copy the newest kernel and its initrd out of the image; return both and the version."""
-    part, directory = boot_partition(layout)
+def newest_kernel(ctx: StageContext) -> str:
+    """The version of the newest kernel in /boot that has its initrd."""
+    part, directory = boot_partition(layout_of(ctx.project))
     image = ctx.input("partitions", part.name)
     names = set(_list_dir(image, part.filesystem, directory))
     versions = sorted(
@@ -125,7 +147,14 @@ def kernel_and_initrd(ctx: StageContext, layout: Layout) -> tuple[Path, Path, st
             f"no vmlinuz-* with a matching initrd.img-* in /boot of {image.name}",
             hint="install linux-image-amd64 and initramfs-tools in the image",
         )
-    version = versions[-1]
+    return versions[-1]
+
+
+def kernel_and_initrd(ctx: StageContext, layout: Layout) -> tuple[Path, Path, str]:
+    """Copy the newest kernel and its initrd out of the image; return both and the version."""
+    part, directory = boot_partition(layout)
+    image = ctx.input("partitions", part.name)
+    version = newest_kernel(ctx)
     kernel, initrd = ctx.scratch("vmlinuz"), ctx.scratch("initrd.img")
     base = directory.rstrip("/")
     _extract(ctx, image, part.filesystem, f"{base}/vmlinuz-{version}", kernel)
@@ -215,14 +244,32 @@ def serial_ports(machine: str, console: Path) -> list[str]:
     return [arg for port in ports for arg in ("-serial", port)]
 
 
-def qemu_command(ctx: StageContext, test: BootTest, files: BootFiles) -> list[str]:
-    """Return the qemu command line: TCG, no network, serial console to a file, a copy."""
+def boots_from_disk(project: Project) -> bool:
+    """Whether the image boots from its own boot loader (UEFI firmware finds GRUB)."""
+    return project.bootloader is not None and project.bootstrap.architecture == "amd64"
+
+
+def disk_copy(ctx: StageContext) -> Path:
+    """A sparse copy of the disk image to boot (and write the test key into)."""
+    copy = ctx.scratch("disk.img")
+    ctx.run(["cp", "--sparse=always", ctx.input("disk", "image"), copy])
+    return copy
+
+
+def qemu_command(
+    ctx: StageContext,
+    test: BootTest,
+    files: BootFiles,
+    disk: Path | None = None,
+    ssh_port: int | None = None,
+) -> list[str]:
+    """The qemu command line of a -kernel boot: TCG, serial console to a file, the image
+    as a snapshot (or `disk`, a copy), no network unless `ssh_port`."""
     arch = ctx.project.bootstrap.architecture
     machine = machine_of(test, arch)
     common = [
-        "timeout", "--kill-after=10", str(test.timeout + 30),  # bounds an orphaned VM
         QEMU[arch].command, "-machine", machine, "-accel", "tcg", "-nodefaults",
-        "-no-reboot", "-display", "none", "-nic", "none",
+        "-no-reboot", "-display", "none", *vm.user_network(ssh_port),
         *serial_ports(machine, ctx.scratch("console.log")),
         "-pidfile", str(ctx.scratch("qemu.pid")),
         "-kernel", str(files.kernel), "-initrd", str(files.initrd),
@@ -230,67 +277,61 @@ def qemu_command(ctx: StageContext, test: BootTest, files: BootFiles) -> list[st
     ]  # fmt: skip
     if machine == "raspi3b":
         assert files.dtb is not None
-        return [*common, "-m", f"{RASPI_MEMORY}M", "-dtb", str(files.dtb),
-                "-drive", f"file={sd_card(ctx)},format=raw,if=sd"]  # fmt: skip
-    disk = f"file={ctx.input('disk', 'image')},format=raw,if=virtio,snapshot=on"
+        return vm.bounded([*common, "-m", f"{RASPI_MEMORY}M", "-dtb", str(files.dtb),
+                           "-drive", f"file={sd_card(ctx)},format=raw,if=sd"],
+                          test.timeout + 30)  # fmt: skip
+    if disk is None:
+        drive = f"file={ctx.input('disk', 'image')},format=raw,if=virtio,snapshot=on"
+    else:
+        drive = f"file={disk},format=raw,if=virtio"
     cpu = ["-cpu", "cortex-a53"] if machine == "virt" else []
-    return [*common, *cpu, "-smp", "2", "-m", str(test.memory), "-drive", disk]
+    return vm.bounded([*common, *cpu, "-smp", "2", "-m", str(test.memory), "-drive", drive],
+                      test.timeout + 30)  # fmt: skip
 
 
-def _stop(pidfile: Path) -> None:
-    """Terminate the qemu this stage started (checked by its pid file and name)."""
-    try:
-        pid = int(pidfile.read_text().strip())
-        comm = Path(f"/proc/{pid}/comm").read_text()
-    except (OSError, ValueError):
-        return
-    if comm.startswith("qemu"):
-        os.kill(pid, signal.SIGTERM)
+def uefi_command(ctx: StageContext, test: BootTest, disk: Path, ssh_port: int | None) -> list[str]:
+    """The qemu command line of a boot from the disk through OVMF, as a PC boots its drive."""
+    if not vm.OVMF.is_file():
+        raise StageFailed(f"the UEFI firmware {vm.OVMF} is missing",
+                          hint=f"install it with: apt-get install {vm.OVMF_PACKAGE}")  # fmt: skip
+    argv = vm.uefi_disk_argv(
+        QEMU["amd64"].command, disk, memory=test.memory, console=ctx.scratch("console.log"),
+        pidfile=ctx.scratch("qemu.pid"), ssh_port=ssh_port,
+    )  # fmt: skip
+    return vm.bounded(argv, test.timeout + 30)
 
 
-def _console_has(console: Path, marker: bytes) -> bool:
-    try:
-        return marker in console.read_bytes()
-    except FileNotFoundError:
-        return False
+@contextlib.contextmanager
+def booted(
+    ctx: StageContext, test: BootTest, argv: list[str], deadline: float | None = None
+) -> Iterator[tuple[vm.VirtualMachine, float]]:
+    """Run the VM until the marker appears and yield it with the seconds it took; stop it
+    when the block ends. StageFailed when the marker does not show in time."""
+    console, pidfile = ctx.scratch("console.log"), ctx.scratch("qemu.pid")
+    machine = vm.VirtualMachine(argv, console, pidfile, ctx.log, env={"TMPDIR": str(ctx.workdir)})
+    end = deadline if deadline is not None else time.monotonic() + test.timeout
+    with machine.start():
+        seconds = machine.wait_console(test.expect, end)
+        if seconds is None:
+            stopped_by_itself = list(machine.ended)  # before stop: what qemu did on its own
+            machine.stop()
+            for outcome in stopped_by_itself:
+                if isinstance(outcome, CommandFailed):  # qemu missing, or it could not start
+                    raise StageFailed(f"qemu could not be started: {outcome}")
+                if outcome != 0:
+                    raise StageFailed(
+                        f"qemu exited with code {outcome} before {test.expect!r} showed on "
+                        "the console",
+                        hint=f"qemu's own messages are at the end of {ctx.log}",
+                    )
+            raise _failed(test, console, machine.elapsed(), ctx.log)
+        yield machine, seconds
 
 
 def boot(ctx: StageContext, test: BootTest, argv: list[str]) -> float:
     """Run the VM until the marker appears; return the seconds it took, or raise StageFailed."""
-    console, pidfile = ctx.scratch("console.log"), ctx.scratch("qemu.pid")
-    ended: list[int | CommandFailed] = []  # qemu's exit code, or why it could not start
-
-    def vm() -> None:
-        try:
-            env = {"TMPDIR": str(ctx.workdir)}
-            ended.append(runner.run(argv, log=ctx.log, check=False, env=env).returncode)
-        except CommandFailed as exc:
-            ended.append(exc)
-
-    thread = threading.Thread(target=vm, name="boottest-qemu", daemon=True)
-    started = time.monotonic()
-    thread.start()
-    try:
-        while thread.is_alive() and time.monotonic() - started < test.timeout:
-            if _console_has(console, test.expect.encode()):
-                return time.monotonic() - started
-            thread.join(1.0)
-            interrupt.check()  # an interrupt reaches a worker thread (doit -n 2) here
-        if _console_has(console, test.expect.encode()):
-            return time.monotonic() - started
-        stopped_by_itself = list(ended)  # before _stop: what qemu did on its own
-    finally:
-        _stop(pidfile)
-        thread.join(15)
-    for outcome in stopped_by_itself:
-        if isinstance(outcome, CommandFailed):  # qemu missing, or it could not be started
-            raise StageFailed(f"qemu could not be started: {outcome}")
-        if outcome != 0:
-            raise StageFailed(
-                f"qemu exited with code {outcome} before {test.expect!r} showed on the console",
-                hint=f"qemu's own messages are at the end of {ctx.log}",
-            )
-    raise _failed(test, console, time.monotonic() - started, ctx.log)
+    with booted(ctx, test, argv) as (_, seconds):
+        return seconds
 
 
 def _failed(test: BootTest, console: Path, seconds: float, log: Path) -> StageFailed:
@@ -314,37 +355,154 @@ def boot_files(ctx: StageContext, test: BootTest) -> BootFiles:
     return raspi_boot(ctx, test) if machine == "raspi3b" else virtual_boot(ctx, machine)
 
 
+@dataclass(frozen=True)
+class SshAccess:
+    """How the test logs in: the target, and which host keys the image had before the boot."""
+
+    target: ssh.SshTarget
+    keys_in_image: list[str]
+
+
+def root_offset(ctx: StageContext) -> int:
+    """Where the root file system starts in the disk image (from the disk stage's table)."""
+    root = layout_of(ctx.project).root.name
+    parts = ctx.info("disk").get("partitions")
+    for part in parts if isinstance(parts, (list, tuple)) else []:
+        if isinstance(part, Mapping) and part.get("name") == root:
+            return int(str(part["start"]))
+    raise StageFailed("the disk stage recorded no start of the root partition")
+
+
+def prepare_ssh(ctx: StageContext, test: BootTest, disk: Path) -> SshAccess:
+    """A throwaway key, authorized in the copy's root file system; the image's host keys."""
+    key = ctx.scratch("testkey")
+    ctx.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edibuild-boottest",
+             "-f", key])  # fmt: skip
+    offset = root_offset(ctx)
+    user = ssh_user(test, ctx.project.parameters)
+    testkey.authorize_key(disk, offset, user, key.with_suffix(".pub").read_text(),
+                          ctx.workdir, ctx.log)  # fmt: skip
+    in_image = [n for n in testkey.list_dir(disk, offset, "/etc/ssh") if n.startswith("ssh_host_")]
+    target = ssh.SshTarget(port=vm.free_port(), user=user, key=key,
+                           known_hosts=ctx.scratch("known_hosts"))  # fmt: skip
+    return SshAccess(target, in_image)
+
+
+# What the logged-in test asks the system (one `name=value` per line).
+SYSTEM_SCRIPT = (
+    "echo user=$(id -un); echo kernel=$(uname -r); echo cmdline=$(cat /proc/cmdline); "
+    "echo root=$(findmnt -n -o SOURCE /); echo esp=$(findmnt -n -o SOURCE /boot/efi)"
+)
+
+
+def check_ssh(ctx: StageContext, access: SshAccess, started: float, deadline: float) -> Json:
+    """Log in, run a command, try a password, check the host keys; what was seen."""
+    target = access.target
+    tries = ssh.wait_for_login(target, deadline, ctx.log)
+    if tries is None:
+        raise StageFailed(
+            f"no ssh login as {target.user} on 127.0.0.1:{target.port} within the "
+            f"boot test's {settings_of(ctx.project).timeout} s",
+            hint=f"the ssh attempts and qemu's messages are in {ctx.log}; is sshd "
+            "enabled and the network configured (the network_dhcp playbook)?",
+        )
+    seconds = time.monotonic() - started
+    command = ssh.run(target, SYSTEM_SCRIPT, timeout=60, log=ctx.log)
+    system = ssh.parse_facts(command.stdout)
+    password = ssh.password_login(target, ctx.log)
+    keys = ssh.host_key_facts(target, ctx.log)
+    keys["in_image"] = list(access.keys_in_image)
+    keys["made_on_this_boot"] = bool(keys["made_on_this_boot"]) and not access.keys_in_image \
+        and bool(keys["same_key"])  # fmt: skip
+    result: dict[str, Json] = {
+        "user": target.user, "login": command.returncode == 0 and system.get("user") == target.user,
+        "seconds": round(seconds, 1), "tries": tries, "command": SYSTEM_SCRIPT,
+        "system": dict(system), "password_login": password, "host_keys": keys,
+        "network": vm.GUEST_NET, "forward": f"{vm.LOOPBACK}:{target.port}",
+    }  # fmt: skip
+    problems = [what for what, ok in (
+        ("the command failed", result["login"]),
+        ("a password login was not refused", password["refused"]),
+        ("the host keys were not made on this boot", keys["made_on_this_boot"]),
+    ) if not ok]  # fmt: skip
+    if problems:
+        raise StageFailed(f"ssh: {'; '.join(problems)}: {json.dumps(result, indent=1)}",
+                          hint=f"the ssh exchanges are in {ctx.log}")  # fmt: skip
+    return result
+
+
 def build(ctx: StageContext) -> Json:
-    """Boot the image in qemu and record how long it took to reach the marker."""
+    """Boot the image in qemu; record how long it took to reach the marker (and ssh)."""
     test = settings_of(ctx.project)
-    files = boot_files(ctx, test)
-    seconds = boot(ctx, test, qemu_command(ctx, test, files))
+    arch = ctx.project.bootstrap.architecture
+    from_disk = boots_from_disk(ctx.project)
+    with_ssh = ssh_on(test, from_disk)
+    started = time.monotonic()
+    deadline = started + test.timeout
+    disk = disk_copy(ctx) if from_disk or with_ssh else None
+    access = prepare_ssh(ctx, test, disk) if with_ssh and disk is not None else None
+    port = access.target.port if access is not None else None
+    files: BootFiles | None = None
+    if from_disk:
+        assert disk is not None
+        argv = uefi_command(ctx, test, disk, port)
+    else:
+        files = boot_files(ctx, test)
+        argv = qemu_command(ctx, test, files, disk, port)
+    logged_in: Json = None
+    with booted(ctx, test, argv, deadline) as (machine, seconds):
+        seconds += machine.started - started  # the copy and the key count too
+        if access is not None:
+            logged_in = check_ssh(ctx, access, started, deadline)
     ctx.output("console").parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ctx.scratch("console.log"), ctx.output("console"))
-    result: dict[str, Json] = {"booted": True, "expect": test.expect, "seconds": round(seconds, 1),
-              "kernel": files.version, "accelerator": "tcg",
-              "machine": machine_of(test, ctx.project.bootstrap.architecture),
-              "cmdline": f"{files.cmdline} {test.append}".strip()}  # fmt: skip
+    result: dict[str, Json] = {
+        "booted": True, "expect": test.expect, "seconds": round(seconds, 1),
+        "accelerator": "tcg", "machine": machine_of(test, arch),
+    }  # fmt: skip
+    if files is not None:
+        result.update(kernel=files.version, cmdline=f"{files.cmdline} {test.append}".strip(),
+                      boot="kernel")  # fmt: skip
+    else:
+        system = logged_in.get("system", {}) if isinstance(logged_in, dict) else {}
+        assert isinstance(system, dict)
+        result.update(boot="uefi-disk", firmware=str(vm.OVMF),
+                      kernel=system.get("kernel") or newest_kernel(ctx),
+                      cmdline=system.get("cmdline"))  # fmt: skip
+    if logged_in is not None:
+        result["ssh"] = logged_in
     ctx.output("result").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    if disk is not None:
+        disk.unlink()
     return result
 
 
 def config(project: Project) -> Json:
-    """The boot test settings (timeout, marker, memory, extra kernel arguments, machine)."""
+    """The boot test settings (timeout, marker, memory, extra kernel arguments, machine),
+    how it boots (from the disk's boot loader or -kernel) and who logs in over ssh."""
     test = settings_of(project)
-    return {key: value for key, value in vars(test).items() if value is not None}
+    slice_ = {k: v for k, v in vars(test).items() if v is not None and k not in ("ssh", "user")}
+    if boots_from_disk(project):
+        slice_["boot"] = "uefi-disk"
+    if ssh_on(test, boots_from_disk(project)):
+        slice_["ssh_user"] = ssh_user(test, project.parameters)
+    return slice_
 
 
 def tools(project: Project) -> tuple[Tool, ...]:
-    """qemu for the image's architecture, plus what reads the partition images."""
+    """qemu for the image's architecture, what reads the partition images, and the ssh
+    client when the test logs in."""
     qemu = QEMU.get(project.bootstrap.architecture, QEMU["amd64"])
-    return (qemu, Tool("timeout", "coreutils"), Tool("cp", "coreutils"),
-            Tool("debugfs", "e2fsprogs"), Tool("mcopy", "mtools"))  # fmt: skip
+    needed = [qemu, Tool("timeout", "coreutils"), Tool("cp", "coreutils"),
+              Tool("debugfs", "e2fsprogs"), Tool("mcopy", "mtools")]  # fmt: skip
+    if ssh_on(settings_of(project), boots_from_disk(project)):
+        needed += [Tool("ssh", "openssh-client"), Tool("ssh-keygen", "openssh-client")]
+    return tuple(needed)
 
 
 STAGE = Stage(
     name="boottest",
-    doc="Boot the disk image in qemu (no KVM needed) up to a console marker",
+    doc="Boot the disk image in qemu (no KVM needed) up to a console marker, then ssh in",
     upstream=("partitions", "disk"),
     outputs=outputs,
     config=config,

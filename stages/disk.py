@@ -3,8 +3,10 @@
 Input: every image of `partitions`. Output: `image` = `<project>.img`.
 Config: the `layout` section (table, alignment, order, types, labels, flags).
 The partition table is written by `sfdisk` on the file (no loop device) with a disk
-identifier and GPT partition UUIDs derived from the stage key; the images are copied in
-with their holes kept, so the result is as sparse as its partitions.
+identifier and GPT partition UUIDs derived from the stage key; GPT partition names are
+the labels. The images are copied in with their holes kept, so the result is as sparse
+as its partitions; a copy of the root partition (the second root slot of an A/B layout)
+gets the root image too, so a fresh device boots from either slot.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import StageFailed
 from edibuild.image.fsimage import derive_hex, derive_uuid
-from edibuild.image.layout import PART_TYPES, SECTOR, DiskPlan, Layout, layout_of, place
+from edibuild.image.layout import (
+    PART_TYPES,
+    SECTOR,
+    DiskPlan,
+    Layout,
+    Partition,
+    layout_of,
+    place,
+)
 
 CHUNK = 1024 * 1024
 ZEROS = bytes(CHUNK)
@@ -76,6 +86,13 @@ def copy_sparse(source: Path, target: Path, offset: int) -> int:
     return written
 
 
+def image_of(ctx: StageContext, part: Partition) -> Path | None:
+    """The image written into a partition: its own, its source's (a copy), or none."""
+    if part.copy_of is not None:
+        return ctx.input("partitions", part.copy_of)
+    return ctx.input("partitions", part.name) if part.image is not None else None
+
+
 def plan_disk(ctx: StageContext, layout: Layout) -> DiskPlan:
     """Place the partitions with the sizes of their images (or their fixed sizes)."""
     sizes = {
@@ -97,8 +114,11 @@ def build(ctx: StageContext) -> Json:
     ctx.run(["sfdisk", "--no-reread", "--no-tell-kernel", image], input=script.encode())
     written = 0
     for placed in plan.placements:
-        if placed.partition.image is not None:
-            source = ctx.input("partitions", placed.partition.name)
+        source = image_of(ctx, placed.partition)
+        if source is not None:
+            if source.stat().st_size != placed.size:
+                raise StageFailed(f"{source.name} is {source.stat().st_size} bytes, but "
+                                  f"partition {placed.partition.key} is {placed.size}")  # fmt: skip
             written += copy_sparse(source, image, placed.start)
     return {
         "table": plan.table,

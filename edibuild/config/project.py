@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edibuild.data import Json
 from edibuild.errors import Location
+from edibuild.image.bootloader import BootLoader
 from edibuild.image.boottest import BootTest
 from edibuild.image.layout import Layout
 from edibuild.image.mender import MenderSettings
@@ -63,6 +64,7 @@ class Project:
     container: ContainerSettings = field(default_factory=ContainerSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     layout: Layout | None = None
+    bootloader: BootLoader | None = None
     mender: MenderSettings | None = None
     boottest: BootTest | None = None
 

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 
 def parse_sections(data: Mapping[str, Json], where: Where, architecture: str) -> dict[str, Any]:
-    """The typed settings of the lxd, container, export, layout, mender and boottest sections."""
+    """The typed settings of the lxd, container, export, layout, bootloader, mender and
+    boottest sections (with the checks across layout, bootloader and mender)."""
+    from edibuild.image.bootloader import check_boot_setup, parse_bootloader
     from edibuild.image.boottest import parse_boottest
     from edibuild.image.layout import parse_layout
     from edibuild.image.mender import parse_mender
@@ -29,12 +31,17 @@ def parse_sections(data: Mapping[str, Json], where: Where, architecture: str) ->
     def reader(name: str) -> Reader | None:
         return Reader.section(where, name, data)
 
+    layout = parse_layout(reader("layout"))
+    bootloader = parse_bootloader(reader("bootloader"))
+    mender = parse_mender(reader("mender"))
+    check_boot_setup(bootloader, layout, mender, where)
     return {
         "lxd": parse_lxd(reader("lxd")),
         "container": parse_container(reader("container")),
         "export": parse_export(reader("export")),
-        "layout": parse_layout(reader("layout")),
-        "mender": parse_mender(reader("mender")),
+        "layout": layout,
+        "bootloader": bootloader,
+        "mender": mender,
         "boottest": parse_boottest(reader("boottest"), architecture),
     }
 

@@ -24,6 +24,8 @@ HOST_COMMANDS: tuple[tuple[str, str], ...] = (
     ("bmaptool", "bmap-tools"),
     ("mender-artifact", "mender-artifact"),
     ("qemu-system-x86_64", "qemu-system-x86"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
     ("zstd", "zstd"),
 )
 

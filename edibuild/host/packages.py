@@ -34,6 +34,8 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "mender-artifact",
     "qemu-system-x86",
     "qemu-system-arm",
+    "ovmf",
+    "openssh-client",
     "zstd",
 )
 

@@ -192,15 +192,23 @@ def ext4_free(image: Path) -> int:
 
 
 def make_vfat(
-    image: Path, size: int, tree: Path | None, label: str, volume_id: str, epoch: int, log: Path
+    image: Path,
+    size: int,
+    tree: Path | None,
+    label: str,
+    volume_id: str,
+    epoch: int,
+    log: Path,
+    options: tuple[str, ...] = (),
 ) -> list[str]:
     """Create a FAT image of `size` bytes holding `tree`; return the entries it had to skip.
 
     FAT has no symlinks, owners or device nodes: those are skipped (and reported). Files
     are copied directory by directory in sorted order, with their mtimes, in UTC.
+    `options` go to mkfs.vfat (`[-F, "32"]`: FAT32, what PC firmware expects of an ESP).
     """
     runner.run(
-        ["mkfs.vfat", "-C", "--invariant", "-i", volume_id, "-n", label, image,
+        ["mkfs.vfat", "-C", "--invariant", "-i", volume_id, "-n", label, *options, image,
          str(size // KiB)],
         log=log,
     )  # fmt: skip

@@ -18,6 +18,21 @@ rootfs subtree the partition holds; the partition named `root` holds `/` by defa
 the whole tree minus the other partitions' contents), `bootable`, `start` (a fixed
 offset) and `options` (extra mkfs arguments). Without `content` a partition is empty.
 
+A second root slot for A/B updates (Mender) is a partition that copies the root one:
+
+    layout:
+      table: gpt
+      partitions:
+        20_root_a: {label: rootfs, size: 2GiB, content: /}
+        30_root_b: {copy_of: root_a}
+
+A copy has the root partition's size, type and file system: the disk stage writes the
+root image into both, so a fresh device boots from either. It takes only `copy_of`,
+`label` (its GPT partition name, by default its own name: the slots must be told apart
+by name, since both file systems carry the root's label) and `start`. Copies need a
+GPT table and a root partition of fixed size (every later version's root image must fit
+the partitions of the devices in the field).
+
 Sizes are whole numbers of bytes, computed exactly (`1.5GiB` is 1610612736, no float
 rounding), at most MAX_SIZE; a partition must end within what its table addresses
 (MBR: 2 TiB with 512-byte sectors; GPT: TABLE_LIMIT["gpt"]). `bootable` is true or
@@ -28,14 +43,16 @@ the way the file system stores them (ext4: UTF-8 bytes; vfat: bytes; GPT: UTF-16
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from edibuild.config import names, values
 from edibuild.config.reader import Reader, Where
+from edibuild.config.suggest import did_you_mean
 from edibuild.data import Json
 from edibuild.errors import ConfigError, Location
 
@@ -73,7 +90,9 @@ MBR_MAX_PARTITIONS = 4
 LAYOUT_KEYS = ("table", "alignment", "partitions")
 PARTITION_KEYS = (
     "filesystem", "label", "type", "size", "margin", "content", "bootable", "start", "options",
+    "copy_of",
 )  # fmt: skip
+COPY_KEYS = ("copy_of", "label", "start")
 UNITS = {
     "": 1, "B": 1, "K": KiB, "KiB": KiB, "M": MiB, "MiB": MiB, "G": GiB, "GiB": GiB,
     "T": 1024 * GiB, "TiB": 1024 * GiB,
@@ -98,10 +117,12 @@ class Partition:
     bootable: bool
     start: int | None
     options: tuple[str, ...]
+    copy_of: str | None = None  # the partition whose image the disk stage writes here too
 
     @property
     def image(self) -> str | None:
-        """File name of this partition's image (`root.ext4`), None for `filesystem: none`."""
+        """File name of this partition's image (`root.ext4`); None for `filesystem: none`
+        and for a copy (it holds another partition's image)."""
         return None if self.filesystem == "none" else f"{self.name}.{self.filesystem}"
 
 
@@ -118,6 +139,11 @@ class Layout:
         """The partition that holds the root file system (`content: /`)."""
         return next(p for p in self.partitions if p.content == "/")
 
+    @property
+    def root_b(self) -> Partition | None:
+        """The second root slot (the partition copying the root one), if the layout has one."""
+        return next((p for p in self.partitions if p.copy_of is not None), None)
+
     def partition(self, name: str) -> Partition:
         """Return the partition called `name`."""
         return next(p for p in self.partitions if p.name == name)
@@ -128,10 +154,11 @@ class Layout:
             "table": self.table,
             "alignment": self.alignment,
             "partitions": [
-                {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(p).items()}
+                {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(p).items()
+                 if k != "copy_of" or v is not None}
                 for p in self.partitions
             ],
-        }
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -235,7 +262,7 @@ def parse_layout(reader: Reader | None) -> Layout | None:
         _partition(where, str(key), nodes[key], number, alignment)
         for number, key in enumerate(ordered, start=1)
     )
-    layout = Layout(table, alignment, parts)
+    layout = _with_copies(where, Layout(table, alignment, parts))
     _check_whole(where, layout)
     return layout
 
@@ -256,6 +283,8 @@ def _partition(where: Where, key: str, data: Json, number: int, align: int) -> P
     reader = _Reader(where, ("layout", "partitions", key), data)
     reader.known(PARTITION_KEYS)
     name = NODE_KEY.fullmatch(key).group(2)  # type: ignore[union-attr]
+    if reader.has("copy_of"):
+        return _copy(reader, key, name, number)
     filesystem = reader.choice("filesystem", FILESYSTEMS, "ext4")
     ptype = reader.choice("type", tuple(PART_TYPES), DEFAULT_TYPE[filesystem])
     label = _label(reader, name, filesystem)
@@ -295,6 +324,83 @@ def _partition(where: Where, key: str, data: Json, number: int, align: int) -> P
         start=reader.size("start", None, multiple=SECTOR),
         options=tuple(options),
     )
+
+
+def _copy(reader: _Reader, key: str, name: str, number: int) -> Partition:
+    """A partition that copies another one (size and type are filled in by _with_copies)."""
+    source = reader.text("copy_of", what="a partition name")
+    for field in reader.data:
+        if field not in COPY_KEYS:
+            reader.fail(
+                f"a copy takes its {field} from {source}: remove `{field}`",
+                hint=f"a copy takes only {', '.join(COPY_KEYS)}",
+                field=field,
+            )
+    return Partition(
+        key=key, name=name, number=number, filesystem="none",
+        label=_label(reader, name, "none"), type="linux", size=None, margin=0, content=None,
+        bootable=False, start=reader.size("start", None, multiple=SECTOR), options=(),
+        copy_of=source,
+    )  # fmt: skip
+
+
+def _with_copies(where: Where, layout: Layout) -> Layout:
+    """Check the copies (a second root slot) and give them their source's size and type."""
+    copies = [p for p in layout.partitions if p.copy_of is not None]
+    if not copies:
+        return layout
+
+    def fail(part: Partition, message: str, hint: str, field: str = "copy_of") -> NoReturn:
+        raise ConfigError(
+            message, hint=hint, location=where("layout", "partitions", part.key, field),
+            key=f"layout.partitions.{part.key}.{field}",
+        )  # fmt: skip
+
+    names_ = [p.name for p in layout.partitions if p.copy_of is None]
+    roots = [p for p in layout.partitions if p.content == "/"]
+    for part in copies:
+        if part.copy_of not in names_:
+            fail(
+                part,
+                f"copy_of {part.copy_of!r} names no partition of the layout",
+                did_you_mean(str(part.copy_of), names_),
+            )
+        if not roots or part.copy_of != roots[0].name:
+            fail(
+                part,
+                f"only the root partition can be copied, not {part.copy_of!r}",
+                "a copy is the second root slot of A/B updates: copy_of: "
+                + (roots[0].name if roots else "root"),
+            )
+    if len(copies) > 1:
+        fail(
+            copies[1],
+            f"only one partition can copy the root partition ({copies[0].key} does already)",
+            "A/B updates use two root slots: remove this one",
+        )
+    root = roots[0]
+    if layout.table != "gpt":
+        fail(
+            copies[0],
+            "a second root slot needs `table: gpt`",
+            "the boot loader and the Mender client tell the slots apart by their GPT "
+            "partition numbers and names",
+            "copy_of",
+        )
+    if root.size is None:
+        raise ConfigError(
+            f"the root partition {root.key} has a copy ({copies[0].key}), so it needs a "
+            "fixed size, not `auto`",
+            hint="every later version's root image must fit the partitions of the devices "
+            "already in the field: give a size like 2GiB, with room to grow",
+            location=where("layout", "partitions", root.key, "size"),
+            key=f"layout.partitions.{root.key}.size",
+        )
+    filled = tuple(
+        dataclasses.replace(p, size=root.size, type=root.type) if p.copy_of else p
+        for p in layout.partitions
+    )
+    return dataclasses.replace(layout, partitions=filled)
 
 
 def _label(reader: _Reader, name: str, filesystem: str) -> str:
