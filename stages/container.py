@@ -137,9 +137,9 @@ def base_digest(project: Project, fingerprint: str) -> str:
 
 def _image(ctx: StageContext, backend: ContainerBackend) -> str:
     """Import the configured rootfs (once) under the project's dev alias; return it."""
-    alias = names.dev_image_alias(ctx.project.name, ctx.key)
     tarball = ctx.input("configure", "container")
     fingerprint = sha256_file(tarball)  # LXD names a unified image by its file's sha256
+    alias = names.dev_image_alias(ctx.project.name, fingerprint)  # one alias per image
     image = backend.image(fingerprint)
     if image is None:
         say(f"container: importing the configured root file system as LXD image {alias}")
