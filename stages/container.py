@@ -278,6 +278,17 @@ def _claimed_ports(backend: ContainerBackend, skip: str = "") -> set[int]:
     return claimed
 
 
+def _wait_free(port: int) -> None:
+    """Wait for the old container's ssh listener to let go of its port."""
+    try:
+        ports.wait_free(port)
+    except OSError as exc:
+        raise StageFailed(
+            f"the dev container's ssh port is taken: {exc}",
+            hint=f"see who listens there (ss -ltnp | grep {port}) and stop it",
+        ) from None
+
+
 def _current_port(box: Instance | None) -> int | None:
     """The ssh port of a container: its ssh device's (the device is where the port lives)."""
     device = None if box is None else box.devices.get(swap.SSH_DEVICE)
@@ -450,7 +461,7 @@ def _replace(
         with launch.ctx.phase("put in place"):
             kept = swap.put_in_place(
                 backend, box, launch.name, project.name, stop=setup.poweroff, port=port,
-                pick_port=pick,
+                pick_port=pick, wait_free=_wait_free,
             )  # fmt: skip
     except BaseException:
         if backend.instance(temporary) is not None:

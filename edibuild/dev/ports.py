@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
+import time
 from collections.abc import Callable, Container
 
 SSH_BASE, SSH_SPAN = 42200, 800  # 42200-42999
@@ -32,6 +33,16 @@ def bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def wait_free(port: int, timeout: float = 30.0) -> None:
+    """Return once 127.0.0.1:port can be bound (a stopped container's listener lingers a
+    moment while LXD finishes the stop); OSError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not bindable(port):
+        if time.monotonic() > deadline:
+            raise OSError(f"127.0.0.1:{port} is still in use after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def choose(

@@ -111,11 +111,13 @@ def put_in_place(
     port: int | None,
     pick_port: Callable[[str], int],
     now: datetime.datetime | None = None,
+    wait_free: Callable[[int], None] = lambda port: None,
 ) -> Kept | None:
     """Swap the ready container `new` in as `name`; keep (stopped, renamed) what was there.
 
     `port` is the ssh port the container at `name` listens on (None: no ssh device);
-    `pick_port(kept_name)` gives the kept container a port of its own. On failure the
+    `pick_port(kept_name)` gives the kept container a port of its own; `wait_free(port)`
+    returns once the old container's listener has let go of the port. On failure the
     old container is back under `name`, running if it was, and the error is raised.
     """
     when = now or datetime.datetime.now()
@@ -131,6 +133,7 @@ def put_in_place(
         steps.done(f"renaming {temporary} to {name}", lambda: new.rename(temporary))
         if port is not None:
             new.update(devices={SSH_DEVICE: ssh_device(port)})
+            wait_free(port)
         new.start()
         return kept
     except BaseException:

@@ -4,6 +4,7 @@ package comparison."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -214,6 +215,17 @@ def test_port_is_stable_per_name_and_skips_claimed_and_busy_ones() -> None:
     assert ports.choose("x", base=last, span=1, free=lambda p: True) == last
     with pytest.raises(OSError, match="no free port"):
         ports.choose(name, free=lambda p: False)
+
+
+def test_wait_free_returns_once_the_port_is_let_go() -> None:
+    """A held port times out with the port in the message; a free one returns at once."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(OSError, match=f"127.0.0.1:{port} is still in use"):
+            ports.wait_free(port, timeout=0.3)
+    ports.wait_free(port, timeout=0.3)
 
 
 def test_listen_port_reads_host_side_proxy_devices_only() -> None:

@@ -113,3 +113,15 @@ def test_no_ssh_port_means_no_device() -> None:
     backend, new = backend_with_new()
     put(backend, new, port=None)
     assert swap.SSH_DEVICE not in new.devices
+
+
+def test_the_new_container_starts_once_the_old_ones_port_is_free() -> None:
+    """The old container's listener lingers after its stop: wait for the port, then start."""
+    backend, new = backend_with_new()
+    add_old(backend)
+    waited: list[tuple[int, str]] = []
+    swap.put_in_place(
+        backend, new, NAME, "demo", stop=stop, port=42304, pick_port=lambda n: 42777, now=WHEN,
+        wait_free=lambda port: waited.append((port, new.status)),
+    )  # fmt: skip
+    assert waited == [(42304, "Stopped")] and new.status == "Running"
