@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,23 @@ def test_the_image_projects_are_unchanged_by_the_split() -> None:
         "990_services_allowed",
     ]  # fmt: skip
     assert image.layout is not None and image.mender is not None and image.boottest is not None
+
+
+def test_a_change_to_the_shared_part_reaches_all_three_and_only_what_it_touches(
+    tmp_path: Path,
+) -> None:
+    """A base_system parameter in raspberry-pi-base.yml: configure of the image and of both
+    dev projects changes, their bootstraps do not."""
+    names = ["pi3-bookworm-arm64", "pi3-bookworm-arm64-cross-dev", "pi3-bookworm-arm64-dev"]
+    shutil.copytree(PROJECTS, tmp_path / "projects")
+    base = tmp_path / "projects" / "common" / "raspberry-pi-base.yml"
+    text = base.read_text()
+    old = "    parameters:\n      hostname:"
+    assert old in text
+    base.write_text(text.replace(old, "    parameters:\n      tz: UTC\n      hostname:"))
+    for name in names:
+        before = load(name)
+        after = load_project(tmp_path / "projects" / f"{name}.yml",
+                             shipped_dir=tmp_path / "projects", host=HOST)  # fmt: skip
+        assert bootstrap.STAGE.config(after) == bootstrap.STAGE.config(before), name
+        assert configure.STAGE.config(after) != configure.STAGE.config(before), name
