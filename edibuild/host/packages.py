@@ -35,6 +35,7 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "qemu-system-x86",
     "qemu-system-arm",
     "zstd",
+    "openssh-client",  # the dev container test logs in by ssh
 )
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none"}
