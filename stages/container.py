@@ -43,6 +43,7 @@ from edibuild.dev import packages as dev_packages
 from edibuild.dev.identity import Identity, NoDeveloper
 from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import StageFailed
+from edibuild.host import emulation
 from edibuild.lazy import lazy_import
 from edibuild.lxd import aptproxyd, devices, names, probe
 from edibuild.lxd.errors import Unreachable
@@ -458,9 +459,11 @@ def _replace(
         def pick(kept: str) -> int:
             return ports.choose(kept, claimed)
 
+        stop = setup.stopper(emulation.needs_emulation(project.bootstrap.architecture))
+
         with launch.ctx.phase("put in place"):
             kept = swap.put_in_place(
-                backend, box, launch.name, project.name, stop=setup.poweroff, port=port,
+                backend, box, launch.name, project.name, stop=stop, port=port,
                 pick_port=pick, wait_free=_wait_free,
             )  # fmt: skip
     except BaseException:

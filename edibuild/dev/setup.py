@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from edibuild.dev import accounts, packages
@@ -121,6 +122,19 @@ def user_can_write(box: Instance, who: Identity, folder: str) -> bool:
     """True when the developer may write the folder inside (the id map works)."""
     argv = ["su", "-s", "/bin/sh", who.name, "-c", 'test -w "$0"', folder]
     return box.execute(argv).code == 0
+
+
+def stop_natively(box: Instance) -> None:
+    """Stop a native container with LXD's own stop: it returns once LXD's stop hook has
+    cleaned up the devices (a container stopped from inside is Stopped before that hook
+    ran, and renaming it then breaks the hook: "Instance not found", devices left)."""
+    if box.status != "Stopped":
+        box.stop()
+
+
+def stopper(emulated: bool) -> Callable[[Instance], None]:
+    """How to stop a dev container: LXD's stop when native, from inside when emulated."""
+    return poweroff if emulated else stop_natively
 
 
 def poweroff(box: Instance, timeout: float = POWEROFF_TIMEOUT) -> None:

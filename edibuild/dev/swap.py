@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
+from edibuild.dev import ports
 from edibuild.errors import EdibuildError
 from edibuild.lxd import names
 from edibuild.lxd.protocol import ContainerBackend, Instance
@@ -117,8 +118,11 @@ def put_in_place(
 
     `port` is the ssh port the container at `name` listens on (None: no ssh device);
     `pick_port(kept_name)` gives the kept container a port of its own; `wait_free(port)`
-    returns once the old container's listener has let go of the port. On failure the
-    old container is back under `name`, running if it was, and the error is raised.
+    returns once a stopped container's listener has let go of the port: a container that
+    powered itself off is Stopped before LXD's stop hook has stopped its devices, and a
+    rename before that hook makes it fail ("Instance not found"), leaving the listener
+    behind for good. On failure the old container is back under `name`, running if it
+    was, and the error is raised.
     """
     when = now or datetime.datetime.now()
     temporary = new.name
@@ -128,7 +132,7 @@ def put_in_place(
         stop(new)
         kept = None
         if old is not None:
-            kept = _keep(backend, old, name, project, when, stop, pick_port, steps)
+            kept = _keep(backend, old, name, project, when, stop, pick_port, wait_free, steps)
         new.rename(name)
         steps.done(f"renaming {temporary} to {name}", lambda: new.rename(temporary))
         if port is not None:
@@ -151,13 +155,19 @@ def _keep(
     when: datetime.datetime,
     stop: Stop,
     pick_port: Callable[[str], int],
+    wait_free: Callable[[int], None],
     steps: _Steps,
 ) -> Kept:
-    """Stop the old container, rename and relabel it, give it its own ssh port."""
+    """Stop the old container (and let LXD finish stopping it), rename and relabel it,
+    give it its own ssh port."""
     was_running = old.status == "Running"
+    device = old.devices.get(SSH_DEVICE)
     if was_running:
         stop(old)
         steps.done(f"stopping {name}", old.start)
+        listening = None if device is None else ports.listen_port(device)
+        if listening is not None:
+            wait_free(listening)  # LXD's stop hook is done: the rename cannot break it
     taken = set(backend.instance_names(name))
     target = kept_name(name, when, taken)
     old.rename(target)
@@ -166,7 +176,6 @@ def _keep(
     old.update(config=kept_labels(project, when))
     restore: dict[str, str | None] = {k: labels.get(k) for k in kept_labels(project, when)}
     steps.done(f"relabelling {target}", lambda: old.update(config=restore))
-    device = old.devices.get(SSH_DEVICE)
     kept_port = None
     if device is not None:
         kept_port = pick_port(target)

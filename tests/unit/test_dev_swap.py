@@ -115,13 +115,16 @@ def test_no_ssh_port_means_no_device() -> None:
     assert swap.SSH_DEVICE not in new.devices
 
 
-def test_the_new_container_starts_once_the_old_ones_port_is_free() -> None:
-    """The old container's listener lingers after its stop: wait for the port, then start."""
+def test_the_port_is_let_go_before_the_old_one_is_renamed_and_the_new_one_starts() -> None:
+    """A container that powered itself off keeps its listener until LXD's stop hook ran; a
+    rename before that breaks the hook: wait for the port after the stop, before the rename."""
     backend, new = backend_with_new()
-    add_old(backend)
-    waited: list[tuple[int, str]] = []
+    old = add_old(backend)
+    waited: list[tuple[int, str, str, str]] = []
     swap.put_in_place(
         backend, new, NAME, "demo", stop=stop, port=42304, pick_port=lambda n: 42777, now=WHEN,
-        wait_free=lambda port: waited.append((port, new.status)),
+        wait_free=lambda port: waited.append((port, old.name, old.status, new.status)),
     )  # fmt: skip
-    assert waited == [(42304, "Stopped")] and new.status == "Running"
+    assert waited == [(42304, NAME, "Stopped", "Stopped"),
+                      (42304, f"{NAME}-old-20260501-123000", "Stopped", "Stopped")]  # fmt: skip
+    assert new.status == "Running"
