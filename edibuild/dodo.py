@@ -13,8 +13,11 @@ from edibuild.store.workspace import Workspace
 
 
 def load(root: Path | None = None) -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
-    """Load every project and plan its tasks; bad input exits before anything runs."""
+    """Load the projects (those a `doit run` names, else all) and plan their tasks; bad
+    input exits before anything runs."""
     from edibuild.config import load_projects
+    from edibuild.config.load import project_files
+    from edibuild.doit_ext import selection
     from edibuild.engine import plan
     from edibuild.engine.session import Session
     from stages import all_stages
@@ -22,7 +25,12 @@ def load(root: Path | None = None) -> tuple[dict[str, Any], dict[str, Callable[.
     doit_ext.install()
     try:
         workspace = Workspace.from_environment(root)
-        projects = load_projects(workspace.projects_dir, shipped_dir=workspace.shipped_dir)
+        stems = [file.stem for file in project_files(workspace.projects_dir)]
+        projects = load_projects(
+            workspace.projects_dir,
+            shipped_dir=workspace.shipped_dir,
+            only=selection.wanted(stems),
+        )
         session = Session(workspace, projects, all_stages())
         session.validate()  # every stage's slice now, not halfway through a build
     except EdibuildError as exc:

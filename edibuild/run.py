@@ -52,6 +52,17 @@ def _not_found(command: str, line: str) -> CommandFailed:
     return CommandFailed(f"cannot run {line}: {toolpath.not_found(command)}", hint=hint)
 
 
+def _failed(line: str, proc: subprocess.CompletedProcess[bytes], log: Path | None) -> CommandFailed:
+    """The error of a command that exited non-zero: the line, how it ended, its output's tail."""
+    if log is not None:
+        tail, where = _tail(log), f"\n  full log: {log}"
+    else:
+        tail = (proc.stderr or b"").decode("utf-8", "replace").strip()
+        tail, where = "\n".join(tail.splitlines()[-TAIL_LINES:]), ""
+    detail = f"\n{tail}" if tail else ""
+    return CommandFailed(f'"{line}" {_describe_exit(proc.returncode)}{detail}{where}')
+
+
 def run(
     argv: Sequence[StrPath],
     *,
@@ -103,15 +114,7 @@ def run(
         if logf is not None:
             logf.close()
     if check and proc.returncode != 0:
-        if log is not None:
-            tail = _tail(log)
-            where = f"\n  full log: {log}"
-        else:
-            tail = (proc.stderr or b"").decode("utf-8", "replace").strip()
-            tail = "\n".join(tail.splitlines()[-TAIL_LINES:])
-            where = ""
-        detail = f"\n{tail}" if tail else ""
-        raise CommandFailed(f'"{line}" {_describe_exit(proc.returncode)}{detail}{where}')
+        raise _failed(line, proc, log)
     return proc
 
 

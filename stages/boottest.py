@@ -319,7 +319,7 @@ def build(ctx: StageContext) -> Json:
     seconds = boot(ctx, test, qemu_command(ctx, test, files))
     ctx.output("console").parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ctx.scratch("console.log"), ctx.output("console"))
-    result = {"booted": True, "expect": test.expect, "seconds": round(seconds, 1),
+    result: dict[str, Json] = {"booted": True, "expect": test.expect, "seconds": round(seconds, 1),
               "kernel": files.version, "accelerator": "tcg",
               "machine": machine_of(test, ctx.project.bootstrap.architecture),
               "cmdline": f"{files.cmdline} {test.append}".strip()}  # fmt: skip

@@ -36,7 +36,7 @@ from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import StageFailed
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
-from edibuild.lxd import devices, names
+from edibuild.lxd import devices, mirrors, names
 from edibuild.lxd.errors import Refused
 from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
 from edibuild.run import say
@@ -88,7 +88,7 @@ def outputs(project: Project) -> Mapping[str, str]:
     return {"container": "configured.tar.zst"}
 
 
-def config(project: Project) -> Json:
+def config(project: Project) -> dict[str, Json]:
     """Parameters, extra vars, playbooks, profiles, mirror, proxy hosts and the epoch."""
     boot = project.bootstrap
     return {
@@ -120,6 +120,12 @@ def plugins(project: Project) -> tuple[Path, ...]:
     return tuple(sorted(files))
 
 
+def parsed_plugins(project: Project) -> tuple[Path, ...]:
+    """The playbooks: Ansible reads them as YAML, so they count by what they say (a
+    comment or layout edit runs nothing); the files beside them count by their bytes."""
+    return tuple(sorted({n.path for n in project.playbooks}))
+
+
 def bootstrap_vars(project: Project) -> dict[str, Json]:
     """Return the extra vars every playbook gets about the project and its mirror."""
     boot = project.bootstrap
@@ -149,7 +155,7 @@ def create_profiles(backend: ContainerBackend, project: Project, name: str) -> l
 def proxy_hosts(project: Project) -> list[str]:
     """Return the hosts the apt proxy may forward to: the mirror plus `lxd.proxy_hosts`."""
     extra = [f"http://{h}/" for h in project.lxd.proxy_hosts]
-    return aptproxy.mirror_hosts([project.bootstrap.mirror, *extra])
+    return mirrors.mirror_hosts([project.bootstrap.mirror, *extra])
 
 
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/00edibuild-proxy"
@@ -210,26 +216,52 @@ def _run_playbooks(
     ctx: StageContext, backend: ContainerBackend, box: Instance, network: Network, plan: Plan
 ) -> Json:
     """Run the playbooks the start layer does not cover; save a layer after each but the last."""
-    done = []
+    done: list[Json] = []
     for index, node in enumerate(ctx.project.playbooks):
         if index < plan.start:
             continue
         say(f"configure: playbook {node.key}")
         extra = {**ctx.project.parameters, **node.parameters, **bootstrap_vars(ctx.project)}
         data_dir = ctx.scratch(f"ansible/{index:02d}-{node.key}")
-        progress = playbook.run_playbook(
-            node.path, box.name, backend.endpoint.as_json(), extra, data_dir, ctx.log
+        with ctx.phase("playbooks"):
+            progress = playbook.run_playbook(
+                node.path, box.name, backend.endpoint.as_json(), extra, data_dir, ctx.log
+            )
+        done.append(
+            {
+                "key": node.key,
+                "tasks": progress.tasks,
+                "changed": progress.changed,
+                "seconds": progress.seconds,
+                "task_seconds": progress.timings,
+            }
         )
-        done.append({"key": node.key, "tasks": progress.tasks, "changed": progress.changed})
         if plan.publishes(index):
-            _save_layer(ctx.project, backend, box, network, plan, index)
+            with ctx.phase("save layers"):
+                _save_layer(ctx.project, backend, box, network, plan, index)
     return done
 
 
+# Settings for the build only: pushed after every start, removed before every save (and
+# dropped by export too). dpkg skips fsync (a build that crashes is thrown away anyway);
+# apt fetches no translations of package descriptions (the lists never reach the image).
+BUILD_ONLY = {
+    "/etc/dpkg/dpkg.cfg.d/00edibuild-build": b"# edibuild, while configuring\nforce-unsafe-io\n",
+    "/etc/apt/apt.conf.d/00edibuild-build": b'Acquire::Languages "none";\n',
+}
+
+
+def _prepare(box: Instance, network: Network) -> None:
+    """Set the container up for a run of playbooks: the proxy setting, BUILD_ONLY."""
+    network.prepare(box)
+    for path, text in BUILD_ONLY.items():
+        box.push(path, text, mode=0o644, uid=0, gid=0)
+
+
 def _tidy(box: Instance, network: Network) -> None:
-    """Remove what only the run needs (proxy setting, Ansible's files) before a save."""
+    """Remove what only the run needs (proxy setting, BUILD_ONLY, Ansible's files)."""
     network.unprepare(box)
-    box.check(["rm", "-rf", "/root/.ansible"], "removing Ansible's temporary files")
+    box.check(["rm", "-rf", "/root/.ansible", *BUILD_ONLY], "removing the build's own files")
 
 
 def _save_layer(
@@ -247,7 +279,7 @@ def _save_layer(
     box.stop()
     plan.made.append(layers.publish(backend, box, project, plan.keys[i], after))
     box.start()
-    network.prepare(box)
+    _prepare(box, network)
 
 
 def _launch(
@@ -299,9 +331,8 @@ def build(ctx: StageContext) -> Json:
         network = stack.enter_context(network_for(backend, ctx.project))
         with ctx.phase("launch"):
             box = _launch(ctx, backend, name, plan, image, network)
-            network.prepare(box)
-        with ctx.phase("playbooks"):
-            playbooks = _run_playbooks(ctx, backend, box, network, plan)
+            _prepare(box, network)
+        playbooks = _run_playbooks(ctx, backend, box, network, plan)
         with ctx.phase("stop and export"):
             _tidy(box, network)
             say(f"configure: stopping and exporting container {name}")
@@ -343,6 +374,7 @@ STAGE = Stage(
     config=config,
     build=build,
     plugins=plugins,
+    parsed_plugins=parsed_plugins,
     tools=tools,
     clean_external=clean_external,
 )

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from edibuild.config.includes import read_layer
 from edibuild.config.project import Project
-from edibuild.data import Json
+from edibuild.data import Json, mapping
 from edibuild.dev import identity, idmap, ports, setup, swap
 from edibuild.dev import packages as dev_packages
 from edibuild.dev.identity import Identity, NoDeveloper
@@ -246,10 +246,10 @@ def _profiles(project: Project) -> tuple[dict[str, str], dict[str, dict[str, str
         if unknown:
             raise StageFailed(f"LXD profile {node.path}: unknown keys {unknown}",
                               hint="a profile holds config, devices and description")  # fmt: skip
-        for key, value in dict(spec.get("config") or {}).items():
+        for key, value in mapping(spec.get("config")).items():
             merged_config[str(key)] = _lxd_value(value)
-        for dev, device in dict(spec.get("devices") or {}).items():
-            merged_devices[str(dev)] = {str(k): _lxd_value(v) for k, v in dict(device).items()}
+        for dev, device in mapping(spec.get("devices")).items():
+            merged_devices[str(dev)] = {str(k): _lxd_value(v) for k, v in mapping(device).items()}
     return merged_config, merged_devices
 
 

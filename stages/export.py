@@ -14,6 +14,7 @@ No LXD is needed here: the container's life ended in the configure stage.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,7 @@ from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.run import output, say
-from edibuild.store.fsutil import remove_tree
+from edibuild.store import ramscratch
 
 # Directories whose whole contents never belong in an image (the directories stay).
 # var/log/journal: the build container's journal, in a directory named by its machine
@@ -34,7 +35,8 @@ EMPTIED = ("tmp", "var/tmp", "run", "var/log/journal")
 FILES_REMOVED = ("var/lib/apt/lists", "var/cache/apt", "var/log", "var/cache/man")
 # Single files to drop wherever they exist: per-machine secrets and seeds, backups,
 # ldconfig's aux-cache (inode numbers and ctimes; ldconfig rebuilds it, Debian #845034;
-# /etc/ld.so.cache itself is deterministic and stays), the apt proxy setting.
+# /etc/ld.so.cache itself is deterministic and stays), the build's own apt and dpkg
+# settings (configure removes them; a container stopped halfway would keep them).
 DROPPED = (
     "var/lib/dbus/machine-id",
     "var/lib/systemd/random-seed",
@@ -47,6 +49,8 @@ DROPPED = (
     "var/lib/dpkg/status-old",
     "var/lib/dpkg/available-old",
     "etc/apt/apt.conf.d/00edibuild-proxy",
+    "etc/apt/apt.conf.d/00edibuild-build",
+    "etc/dpkg/dpkg.cfg.d/00edibuild-build",
 )
 ZSTD_LEVEL = "-3"
 XATTRS = ("--xattrs", "--xattrs-include=*")
@@ -165,17 +169,28 @@ def unpack_command(archive: Path, tree: Path) -> list[str]:
 
 
 def build(ctx: StageContext) -> Json:
-    """Unpack the configured container, scrub it and pack it reproducibly."""
-    tree = ctx.scratch("rootfs")
-    tree.mkdir(parents=True)
-    say("export: unpacking the configured container")
-    ctx.run(unpack_command(ctx.input("configure", "container"), tree))
-    scrub(tree)
-    installed = packages(tree)
-    say(f"export: packing {len(installed)} packages' root file system")
-    compress = f"zstd -q -T0 {ZSTD_LEVEL}"
-    ctx.run(tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress), env=ctx.env)
-    remove_tree(tree, ctx.workdir)
+    """Unpack the configured container (in memory when it fits), scrub it, pack it
+    reproducibly."""
+    container = ctx.input("configure", "container")
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(
+            ramscratch.tree_dir(ctx.scratch("rootfs"), ramscratch.unpacked_size(container))
+        )
+        say(f"export: unpacking the configured container (in {tree.parent})")
+        with ctx.phase("unpack"):
+            ctx.run(unpack_command(container, tree))
+        with ctx.phase("scrub"):
+            scrub(tree)
+            installed = packages(tree)
+        say(f"export: packing {len(installed)} packages' root file system")
+        compress = f"zstd -q -T0 {ZSTD_LEVEL}"
+        with ctx.phase("pack"):
+            ctx.run(
+                tar_command(tree, ctx.output("rootfs"), ctx.source_date_epoch, compress),
+                env=ctx.env,
+            )
+        with ctx.phase("remove"):
+            stack.close()
     return {"packages": installed}
 
 

@@ -21,7 +21,7 @@ from edibuild.errors import CommandFailed, ConfigError
 from edibuild.image import fsimage
 from edibuild.image.layout import Layout, Partition, auto_size, format_size, layout_of
 from edibuild.image.mender import artifact_info
-from edibuild.store.fsutil import remove_tree
+from edibuild.store import ramscratch
 
 TOOLS = {
     "ext4": (Tool("mkfs.ext4", "e2fsprogs"), Tool("debugfs", "e2fsprogs"),
@@ -58,8 +58,11 @@ def tools(project: Project) -> tuple[Tool, ...]:
     return tuple(needed)
 
 
-def split_trees(ctx: StageContext, layout: Layout, rootfs: Path) -> dict[str, Path | None]:
-    """Move each partition's content out of the unpacked rootfs; return name -> its tree."""
+def split_trees(
+    ctx: StageContext, layout: Layout, rootfs: Path, base: Path
+) -> dict[str, Path | None]:
+    """Move each partition's content out of the unpacked rootfs (to `base/content-NAME`,
+    on the rootfs's file system); return name -> its tree."""
     trees: dict[str, Path | None] = {p.name: None for p in layout.partitions}
     trees[layout.root.name] = rootfs
     others = [p for p in layout.partitions if p.content not in (None, "/")]
@@ -74,7 +77,7 @@ def split_trees(ctx: StageContext, layout: Layout, rootfs: Path) -> dict[str, Pa
                 location=ctx.project.where("layout", "partitions", part.key, "content"),
                 key=f"layout.partitions.{part.key}.content",
             )
-        tree = ctx.scratch(f"content-{part.name}")
+        tree = base / f"content-{part.name}"
         st = source.lstat()
         source.rename(tree)
         source.mkdir()  # the mount point stays, with the owner and mode it had
@@ -114,6 +117,11 @@ def _too_small(ctx: StageContext, part: Partition, needed: int) -> ConfigError:
 
 def make_image(ctx: StageContext, part: Partition, tree: Path | None) -> Json:
     """Create one partition image; return what it holds (size, content, free space)."""
+    with ctx.phase(f"{part.name} image"):
+        return _make_image(ctx, part, tree)
+
+
+def _make_image(ctx: StageContext, part: Partition, tree: Path | None) -> Json:
     size, needed = partition_size(ctx, part, tree)
     image = ctx.output(part.name)
     image.parent.mkdir(parents=True, exist_ok=True)
@@ -155,25 +163,26 @@ def add_file(root: Path, relative: str, text: str, epoch: int) -> None:
 
 
 def build(ctx: StageContext) -> Json:
-    """Unpack the rootfs, split it by partition and make every partition image."""
+    """Unpack the rootfs (in memory when it fits), split it by partition and make every
+    partition image."""
     layout = layout_of(ctx.project)
-    rootfs = ctx.scratch("rootfs")
-    try:
-        fsimage.unpack(ctx.input("export", "rootfs"), rootfs, ctx.log)
+    tarball = ctx.input("export", "rootfs")
+    need = ramscratch.unpacked_size(tarball)
+    with ramscratch.tree_dir(ctx.scratch("trees"), need) as base:
+        rootfs = base / "rootfs"
+        with ctx.phase("unpack"):
+            fsimage.unpack(tarball, rootfs, ctx.log)
         mender = ctx.project.mender
         if mender is not None:
             add_file(
                 rootfs, "etc/mender/artifact_info", artifact_info(mender), ctx.source_date_epoch
             )
-        trees = split_trees(ctx, layout, rootfs)
+        trees = split_trees(ctx, layout, rootfs, base)
         return {
             p.name: make_image(ctx, p, trees[p.name])
             for p in layout.partitions
             if p.image is not None
         }
-    finally:
-        for name in ["rootfs"] + [f"content-{p.name}" for p in layout.partitions]:
-            remove_tree(ctx.scratch(name), ctx.workdir)
 
 
 STAGE = Stage(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from edibuild.run import say
 
 CONNECTION_PLUGINS = Path(__file__).resolve().parent / "connection"
 FAILED_EVENTS = ("runner_on_failed", "runner_on_unreachable")
+# The events that end a task on a host; ansible-runner gives each its duration.
+RESULT_EVENTS = ("runner_on_ok", "runner_on_skipped", *FAILED_EVENTS)
 
 
 @dataclass
@@ -36,6 +39,9 @@ class Progress:
     failures: list[str] = field(default_factory=list)
     tasks: int = 0
     changed: int = 0
+    # Per task: its name and the seconds it took (ansible-runner's event durations).
+    timings: list[dict[str, Json]] = field(default_factory=list)
+    seconds: float = 0.0
 
     def __call__(self, event: Mapping[str, Any]) -> bool:
         """Handle one event (ansible-runner's event_handler); True keeps it on disk."""
@@ -50,9 +56,21 @@ class Progress:
             self.echo(f"  [{self.playbook}] {data.get('task', '?')}")
         elif kind == "runner_on_ok" and (data.get("res") or {}).get("changed"):
             self.changed += 1
-        elif kind in FAILED_EVENTS and not data.get("ignore_errors"):
+        if kind in FAILED_EVENTS and not data.get("ignore_errors"):
             self.failures.append(failure_message(data, kind))
+        if kind in RESULT_EVENTS:
+            self.timings.append(task_timing(data, kind))
         return True
+
+
+def task_timing(data: Mapping[str, Any], kind: str) -> dict[str, Json]:
+    """One task's name, seconds and outcome from a result event."""
+    seconds = data.get("duration")
+    return {
+        "task": str(data.get("task", "?")),
+        "seconds": round(float(seconds), 2) if isinstance(seconds, (int, float)) else None,
+        "status": kind.removeprefix("runner_on_"),
+    }
 
 
 def failure_message(data: Mapping[str, Any], kind: str) -> str:
@@ -105,7 +123,7 @@ def _settings(data_dir: Path) -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCAL_TEMP": str(data_dir / "tmp"),
-        "ANSIBLE_PIPELINING": "0",
+        "ANSIBLE_PIPELINING": "1",
         "ANSIBLE_GATHERING": "implicit",
         "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
     }
@@ -124,6 +142,7 @@ def run_playbook(
     progress = Progress(playbook.stem if playbook.stem != "main" else playbook.parent.name, log)
     ansible_playbook()  # found through _settings' PATH; a clear error when it is missing
     cancel = threading.Event()
+    started = time.monotonic()
     thread, runner = ansible_runner.run_async(
         private_data_dir=str(data_dir),
         playbook=str(playbook.resolve()),
@@ -142,6 +161,7 @@ def run_playbook(
         cancel.set()
         thread.join(30)
         raise
+    progress.seconds = round(time.monotonic() - started, 2)
     _check(runner, progress, playbook)
     return progress
 

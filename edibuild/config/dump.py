@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from edibuild.config.project import Project
+from edibuild.data import mapping
 
 
 def dump_config(project: Project) -> str:
@@ -22,7 +23,7 @@ def describe_plugins(project: Project) -> str:
         where = project.where("bootstrap", "keyring")
         rows.append(("bootstrap/keyring", str(project.bootstrap.keyring), str(where)))
     for section in ("lxd_profiles", "playbooks", "postprocessing"):
-        nodes = project.sections.get(section) or {}
+        nodes = mapping(project.sections.get(section))
         for key, node in nodes.items():
             if isinstance(node, dict) and "path" in node:
                 where = project.where(section, key, "path")

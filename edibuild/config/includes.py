@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edibuild.config.host import Host
-from edibuild.config.paths import find_inside
+from edibuild.config.paths import find_inside, real
 from edibuild.config.render import render
 from edibuild.config.suggest import expect_str_list
 from edibuild.config.yamlpos import Layer, parse
@@ -49,7 +49,7 @@ def read_overlays(projects_dir: Path, host: Host, builtins: Mapping[str, Json]) 
     """Read the local overlays; they may set parameters and sections but not `include`."""
     files = overlay_files(projects_dir, host)
     for file in files:
-        if not file.resolve().is_relative_to(projects_dir.resolve()):
+        if not real(file).is_relative_to(real(projects_dir)):
             raise ConfigError(
                 f"the overlay is a symlink leading outside the projects folder ({file.resolve()})",
                 location=Location(file),

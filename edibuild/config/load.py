@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from edibuild.config.host import BUILTIN_PREFIX, Host
 from edibuild.config.includes import expand_includes, read_layer, read_overlays
 from edibuild.config.merge import deep_merge, merge_layers
 from edibuild.config.names import check_name
-from edibuild.config.paths import folder_files
+from edibuild.config.paths import folder_files, real, remembering
 from edibuild.config.plugins import NODE_SECTIONS, node_section
 from edibuild.config.project import Node, Project
 from edibuild.config.sections import parse_sections
@@ -22,7 +22,7 @@ from edibuild.config.validate import (
 )
 from edibuild.config.values import check_parameters
 from edibuild.config.yamlpos import KeyPath, Layer
-from edibuild.data import Json
+from edibuild.data import Json, mapping
 from edibuild.errors import ConfigError, Location
 
 SSH_KEYS_DIR = "ssh_pub_keys"
@@ -36,34 +36,47 @@ def load_project(path: Path, *, shipped_dir: Path, host: Host | None = None) -> 
         location=Location(path),
         key=None,
     )
-    file = path.resolve()
-    if not file.is_relative_to(path.parent.resolve()):
+    file = real(path)
+    if not file.is_relative_to(real(path.parent)):
         raise ConfigError(
             f"the project file is a symlink leading outside its folder ({file})",
             location=Location(path),
             hint=f"copy the file into {path.parent}, or point EDIBUILD_PROJECTS at its folder",
         )
-    file = path.parent.resolve() / path.name  # the name is the project's, not the target's
-    shipped = shipped_dir.resolve()
+    file = real(path.parent) / path.name  # the name is the project's, not the target's
+    shipped = real(shipped_dir)
     host = host or Host.detect()
     builtins = host.builtins(file)
     own = read_layer(file, builtins)
     overlays = read_overlays(file.parent, host, builtins)
     parameters = _parameters([own, *overlays], builtins)
     roots = (file.parent, shipped)
-    includes = expand_includes(own, {**builtins, **parameters}, roots, (file.resolve(),))
+    includes = expand_includes(own, {**builtins, **parameters}, roots, (real(file),))
     data, locations = merge_layers([*includes, own, *overlays])
     data.pop("include", None)
     return _project(file, shipped, data, locations, parameters)
 
 
+def project_files(projects_dir: Path) -> list[Path]:
+    """The project files: projects_dir/*.yml (not subfolders), sorted by name."""
+    return sorted(projects_dir.glob("*.yml"), key=lambda file: file.stem)
+
+
 def load_projects(
-    projects_dir: Path, *, shipped_dir: Path, host: Host | None = None
+    projects_dir: Path,
+    *,
+    shipped_dir: Path,
+    host: Host | None = None,
+    only: Collection[str] | None = None,
 ) -> tuple[Project, ...]:
-    """Load every projects_dir/*.yml (not subfolders), sorted by name."""
+    """Load every projects_dir/*.yml (not subfolders), sorted by name; with `only`, the
+    projects of those names only."""
     host = host or Host.detect()
-    files = sorted(projects_dir.glob("*.yml"), key=lambda file: file.stem)
-    return tuple(load_project(file, shipped_dir=shipped_dir, host=host) for file in files)
+    files = project_files(projects_dir)
+    if only is not None:
+        files = [file for file in files if file.stem in only]
+    with remembering():  # the projects share plugins: resolve and list each once
+        return tuple(load_project(file, shipped_dir=shipped_dir, host=host) for file in files)
 
 
 def _parameters(layers: list[Layer], builtins: Mapping[str, Json]) -> dict[str, Json]:
@@ -108,7 +121,7 @@ def _project(
             data[section], nodes[section] = node_section(section, data[section], where, dirs)
     boot = bootstrap(data.get("bootstrap"), where, dirs)
     if boot.keyring is not None:
-        data["bootstrap"] = {**data["bootstrap"], "keyring": str(boot.keyring)}
+        data["bootstrap"] = {**mapping(data["bootstrap"]), "keyring": str(boot.keyring)}
     prefixes = {(section,) for section in NODE_SECTIONS}
     kept = {p: loc for p, loc in locations.items() if p[:1] not in prefixes or _alive(data, p)}
     return Project(

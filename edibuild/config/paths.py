@@ -11,9 +11,11 @@ special file (a FIFO would block every doit command) in it is an error, never sk
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 from edibuild.errors import ConfigError, Location
@@ -22,6 +24,33 @@ MAX_FOLDER_FILES = 1000
 MAX_FOLDER_BYTES = 256 * 1024 * 1024
 # A plugin directly in one of these folders counts alone (its siblings are other plugins).
 SHARED_FOLDERS = ("projects", "playbooks")
+
+
+# While projects load (`remembering`), resolved paths and folder listings are kept: 50
+# projects naming the same plugins resolve and list them once.
+_MEMO: ContextVar[dict[tuple[str, object], object] | None] = ContextVar("paths", default=None)
+
+
+@contextlib.contextmanager
+def remembering() -> Iterator[None]:
+    """Remember resolved paths and plugin folder listings for the block (one load)."""
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def real(path: Path) -> Path:
+    """`path.resolve()`, remembered inside a `remembering()` block."""
+    memo = _MEMO.get()
+    if memo is None:
+        return path.resolve()
+    found = memo.get(("real", path))
+    if found is None:
+        found = memo[("real", path)] = path.resolve()
+    assert isinstance(found, Path)
+    return found
 
 
 def inside(path: Path, roots: Sequence[Path]) -> bool:
@@ -45,7 +74,7 @@ def find_inside(
     outside the roots: it is never looked at. An absolute `entry` is taken only inside
     `host_roots` (the host's keyring folder for `bootstrap.keyring`).
     """
-    real_roots = [root.resolve() for root in roots]
+    real_roots = [real(root) for root in roots]
     shown = ", ".join(dict.fromkeys(str(root) for root in real_roots))
     if host_roots and Path(entry).is_absolute():
         return _host_file(entry, host_roots, what=what, key=key, location=location)
@@ -59,14 +88,14 @@ def find_inside(
     escapes: list[Path] = []
     for base in bases:
         candidate = base / entry
-        if not inside(Path(os.path.normpath(base.resolve() / entry)), real_roots):
+        if not inside(Path(os.path.normpath(real(base) / entry)), real_roots):
             escapes.append(Path(os.path.normpath(candidate)))  # never looked at
             continue
         if candidate.is_file():
-            real = candidate.resolve()
-            if not inside(real, real_roots):
-                raise _outside(what, entry, real, shown, location, key)
-            return real
+            target = real(candidate)
+            if not inside(target, real_roots):
+                raise _outside(what, entry, target, shown, location, key)
+            return target
     if escapes and len(escapes) == len(bases):
         raise _outside(what, entry, escapes[0], shown, location, key)
     return None
@@ -77,7 +106,7 @@ def _host_file(
 ) -> Path | None:
     """An absolute path that must resolve inside one of `host_roots`; None when missing."""
     path = Path(os.path.normpath(entry))
-    real_roots = [root.resolve() for root in host_roots]
+    real_roots = [real(root) for root in host_roots]
     shown = ", ".join(str(root) for root in host_roots)
     if "\0" in entry or not inside(path, host_roots):
         raise ConfigError(
@@ -88,10 +117,10 @@ def _host_file(
         )
     if not path.is_file():
         return None
-    real = path.resolve()
-    if not inside(real, real_roots):
-        raise _outside(what, entry, real, shown, location, key)
-    return real
+    resolved = real(path)
+    if not inside(resolved, real_roots):
+        raise _outside(what, entry, resolved, shown, location, key)
+    return resolved
 
 
 def _outside(
@@ -109,19 +138,56 @@ def _outside(
 def plugin_folder(plugin: Path, roots: Sequence[Path]) -> Path | None:
     """The folder whose files a plugin may read, or None when the plugin counts alone."""
     folder = plugin.parent
-    real_roots = [root.resolve() for root in roots]
-    if folder.name in SHARED_FOLDERS or folder.resolve() in real_roots:
+    real_roots = [real(root) for root in roots]
+    if folder.name in SHARED_FOLDERS or real(folder) in real_roots:
         return None
     return folder
+
+
+def _plugin_file_size(
+    path: Path, real_roots: Sequence[Path], refuse: Callable[[str, str], ConfigError]
+) -> int:
+    """The size of a file of a plugin folder; refused unless a regular file inside the roots."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise refuse(
+            f"{path} cannot be read ({error.strerror})", "remove the broken link"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse(
+            f"{path} is not a regular file",
+            "remove it: a plugin folder holds files and folders only",
+        )
+    if path.is_symlink() and not inside(real(path), real_roots):
+        raise refuse(
+            f"{path} is a symlink leading outside the project ({real(path)})",
+            "copy the file into the plugin's folder",
+        )
+    return info.st_size
 
 
 def folder_files(
     folder: Path, roots: Sequence[Path], *, key: str, location: Location
 ) -> tuple[Path, ...]:
     """Every file below `folder`, sorted; ConfigError past the bounds or on odd entries."""
+    memo = _MEMO.get()
+    if memo is None:
+        return _folder_files(folder, roots, key=key, location=location)
+    name = ("folder", (folder, tuple(roots)))
+    found = memo.get(name)
+    if found is None:
+        found = memo[name] = _folder_files(folder, roots, key=key, location=location)
+    assert isinstance(found, tuple)
+    return found
+
+
+def _folder_files(
+    folder: Path, roots: Sequence[Path], *, key: str, location: Location
+) -> tuple[Path, ...]:
     if not folder.is_dir():
         return ()
-    real_roots = [root.resolve() for root in roots]
+    real_roots = [real(root) for root in roots]
     found: list[Path] = []
     total = 0
 
@@ -142,24 +208,8 @@ def folder_files(
                 )
         for name in sorted(names):
             path = Path(top, name)
-            try:
-                info = path.stat()
-            except OSError as error:
-                raise refuse(
-                    f"{path} cannot be read ({error.strerror})", "remove the broken link"
-                ) from None
-            if not stat.S_ISREG(info.st_mode):
-                raise refuse(
-                    f"{path} is not a regular file",
-                    "remove it: a plugin folder holds files and folders only",
-                )
-            if path.is_symlink() and not inside(path.resolve(), real_roots):
-                raise refuse(
-                    f"{path} is a symlink leading outside the project ({path.resolve()})",
-                    "copy the file into the plugin's folder",
-                )
+            total += _plugin_file_size(path, real_roots, refuse)
             found.append(path)
-            total += info.st_size
             if len(found) > MAX_FOLDER_FILES or total > MAX_FOLDER_BYTES:
                 raise refuse(
                     f"the plugin folder {folder} holds more than {MAX_FOLDER_FILES} files or "

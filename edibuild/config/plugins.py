@@ -7,11 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edibuild.config.names import check_name
-from edibuild.config.paths import find_inside, folder_files, plugin_folder
+from edibuild.config.paths import find_inside, folder_files, plugin_folder, real
 from edibuild.config.project import Node
 from edibuild.config.suggest import did_you_mean, expect_mapping, expect_str
 from edibuild.config.values import check_parameters
 from edibuild.data import Json
+from edibuild.data import mapping as as_mapping
 from edibuild.errors import ConfigError, Location
 
 NODE_SECTIONS = ("lxd_profiles", "playbooks", "postprocessing")
@@ -27,7 +28,7 @@ Where = Callable[..., Location]
 
 def plugin_dirs(project_dir: Path, shipped_dir: Path) -> tuple[Path, ...]:
     """Return the folders searched for plugin files, in order."""
-    if project_dir.resolve() == shipped_dir.resolve():
+    if real(project_dir) == real(shipped_dir):
         return (project_dir,)
     return (project_dir, shipped_dir)
 
@@ -79,7 +80,7 @@ def node_section(
             key = f"{section}.{name}.path"
             path = require_plugin(node.get("path"), key, where, dirs)
             node["path"] = str(path)
-            parameters = node.get("parameters", {})
+            parameters = as_mapping(node.get("parameters"))
             files: tuple[Path, ...] = ()
             folder = plugin_folder(path, dirs) if section in FOLDER_SECTIONS else None
             if folder is not None:

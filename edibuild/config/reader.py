@@ -47,9 +47,15 @@ class Reader:
         """Where this mapping (or one of its fields) was set."""
         return self.where_of(*((*self.path, field) if field else self.path))
 
+    def error(
+        self, message: str, *, hint: str | None = None, field: str | None = None
+    ) -> ConfigError:
+        """The ConfigError of a mistake in this mapping or one of its fields."""
+        return ConfigError(message, hint=hint, location=self.location(field), key=self.key(field))
+
     def fail(self, message: str, *, hint: str | None = None, field: str | None = None) -> NoReturn:
         """Raise the ConfigError of a mistake in this mapping or one of its fields."""
-        raise ConfigError(message, hint=hint, location=self.location(field), key=self.key(field))
+        raise self.error(message, hint=hint, field=field)
 
     def known(self, allowed: Sequence[str]) -> None:
         """Refuse keys that are not in `allowed`, suggesting the closest one."""
@@ -73,7 +79,7 @@ class Reader:
         value = self.data.get(field, default)
         if value is _ABSENT:
             self.fail("is required but not set", hint=f"add `{field}: ...`", field=field)
-        return value
+        return value  # type: ignore[return-value]  # a default given by the caller
 
     def text(
         self, field: str, default: object = _ABSENT, *, what: str = "a text", forbidden: str = ""

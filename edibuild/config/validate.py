@@ -15,10 +15,10 @@ from edibuild.errors import ConfigError
 
 TOP_LEVEL_KEYS = (
     "description", "parameters", "include", "bootstrap", "lxd", "lxd_profiles", "playbooks",
-    "export", "layout", "mender", "postprocessing", "boottest", "container", "image",
+    "export", "layout", "mender", "postprocessing", "boottest", "container",
 )  # fmt: skip
 # Sections owned by later stages: only required to be mappings here.
-OPAQUE_SECTIONS = ("lxd", "export", "layout", "mender", "boottest", "container", "image")
+OPAQUE_SECTIONS = ("lxd", "export", "layout", "mender", "boottest", "container")
 BOOTSTRAP_KEYS = (
     "architecture", "suite", "mirror", "components", "variant", "packages", "keyring", "tool",
 )  # fmt: skip

@@ -9,6 +9,7 @@ message at the line where the limit was crossed.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import math
 from dataclasses import dataclass, field
@@ -44,8 +45,25 @@ class Layer:
         return self.locations.get(tuple(keys), Location(self.file))
 
 
+# Layers parsed in this process by (rendered text, file): 50 projects including the same
+# file with the same values parse it once. Each caller gets its own copy.
+_PARSED: dict[tuple[Rendered, Path], Layer] = {}
+MAX_PARSED = 512
+
+
 def parse(rendered: Rendered, file: Path) -> Layer:
     """Parse rendered YAML into a Layer; a top-level mapping (or nothing) is required."""
+    key = (rendered, file)
+    found = _PARSED.get(key)
+    if found is None:
+        found = _parse(rendered, file)
+        if len(_PARSED) >= MAX_PARSED:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return Layer(found.file, copy.deepcopy(found.data), dict(found.locations))
+
+
+def _parse(rendered: Rendered, file: Path) -> Layer:
     check_events(rendered, file)
     loader = _Loader(rendered.text)
     try:
@@ -77,6 +95,80 @@ class _Open:
     height: int = 0  # levels of nesting below it so far (aliases expanded)
 
 
+class _Budget:
+    """Counts values and nesting as the parser's events come, refusing what is too much."""
+
+    def __init__(self, rendered: Rendered, file: Path) -> None:
+        self.rendered, self.file = rendered, file
+        self.stack: list[_Open] = []
+        self.anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, height) when done
+        self.sizes: list[int] = []  # values so far of each open collection
+        self.total = 0
+
+    def limit(self, event: yaml.Event, message: str, hint: str) -> ConfigError:
+        """The error at the line of `event`."""
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        return ConfigError(
+            message,
+            location=Location(self.file, self.rendered.source_line(line) if line else None),
+            key=key_at_line(self.rendered.text, line),
+            hint=hint,
+        )
+
+    def add(self, event: yaml.Event, values: int, height: int) -> None:
+        """Count `values` values that nest `height` levels below the current one."""
+        self.total += values
+        if self.total > MAX_VALUES:
+            raise self.limit(
+                event,
+                f"more than {MAX_VALUES} values once its aliases are expanded",
+                "aliases that repeat aliases multiply: write the values out, or use fewer",
+            )
+        if len(self.stack) + height > MAX_DEPTH:
+            raise self.limit(
+                event,
+                f"nested more than {MAX_DEPTH} levels deep",
+                "a configuration needs a few levels; flatten the lists and mappings",
+            )
+        if self.stack:
+            self.sizes[-1] += values
+            self.stack[-1].height = max(self.stack[-1].height, height)
+
+    def close(self) -> None:
+        """A collection ended: remember its size under its anchor, pass its height up."""
+        done, values = self.stack.pop(), self.sizes.pop()
+        if done.anchor is not None:
+            self.anchors[done.anchor] = (values, done.height + 1)
+        if self.stack:
+            self.sizes[-1] += values - 1  # its start was counted already
+            self.stack[-1].height = max(self.stack[-1].height, done.height + 1)
+
+    def alias(self, event: yaml.AliasEvent) -> None:
+        """An alias counts as the whole value it repeats (never one it is inside)."""
+        if any(entry.anchor == event.anchor for entry in self.stack):
+            raise self.limit(
+                event,
+                f"the alias *{event.anchor} repeats a value it is part of",
+                "an alias may only repeat a value that ends before it",
+            )
+        self.add(event, *self.anchors.get(event.anchor or "", (1, 0)))
+
+    def event(self, event: yaml.Event) -> None:
+        """Account for one parser event."""
+        if isinstance(event, _COLLECTION_START):
+            self.add(event, 1, 1)
+            self.stack.append(_Open(event.anchor))
+            self.sizes.append(1)
+        elif isinstance(event, _COLLECTION_END):
+            self.close()
+        elif isinstance(event, yaml.ScalarEvent):
+            self.add(event, 1, 0)
+            if event.anchor is not None:
+                self.anchors[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.AliasEvent):
+            self.alias(event)
+
+
 def check_events(rendered: Rendered, file: Path) -> None:
     """Refuse YAML nested deeper than MAX_DEPTH or expanding to more than MAX_VALUES values.
 
@@ -84,68 +176,19 @@ def check_events(rendered: Rendered, file: Path) -> None:
     number of values and the nesting of the anchored value it repeats.
     """
     loader = _Loader(rendered.text)
-    stack: list[_Open] = []
-    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, height) once complete
-    sizes: list[int] = []  # values so far of each open collection
-    total = 0
-
-    def limit(event: yaml.Event, message: str, hint: str) -> ConfigError:
-        line = event.start_mark.line + 1 if event.start_mark is not None else None
-        return ConfigError(
-            message,
-            location=Location(file, rendered.source_line(line) if line else None),
-            key=key_at_line(rendered.text, line),
-            hint=hint,
-        )
-
-    def add(event: yaml.Event, values: int, height: int) -> None:
-        nonlocal total
-        total += values
-        if total > MAX_VALUES:
-            raise limit(
-                event,
-                f"more than {MAX_VALUES} values once its aliases are expanded",
-                "aliases that repeat aliases multiply: write the values out, or use fewer",
-            )
-        if len(stack) + height > MAX_DEPTH:
-            raise limit(
-                event,
-                f"nested more than {MAX_DEPTH} levels deep",
-                "a configuration needs a few levels; flatten the lists and mappings",
-            )
-        if stack:
-            sizes[-1] += values
-            stack[-1].height = max(stack[-1].height, height)
-
+    budget = _Budget(rendered, file)
     try:
         while (event := loader.get_event()) is not None:
-            if isinstance(event, _COLLECTION_START):
-                add(event, 1, 1)
-                stack.append(_Open(event.anchor))
-                sizes.append(1)
-            elif isinstance(event, _COLLECTION_END):
-                done, values = stack.pop(), sizes.pop()
-                if done.anchor is not None:
-                    anchors[done.anchor] = (values, done.height + 1)
-                if stack:
-                    sizes[-1] += values - 1  # its start was counted already
-                    stack[-1].height = max(stack[-1].height, done.height + 1)
-            elif isinstance(event, yaml.ScalarEvent):
-                add(event, 1, 0)
-                if event.anchor is not None:
-                    anchors[event.anchor] = (1, 0)
-            elif isinstance(event, yaml.AliasEvent):
-                if any(entry.anchor == event.anchor for entry in stack):
-                    raise limit(
-                        event,
-                        f"the alias *{event.anchor} repeats a value it is part of",
-                        "an alias may only repeat a value that ends before it",
-                    )
-                add(event, *anchors.get(event.anchor or "", (1, 0)))
+            budget.event(event)
     except yaml.MarkedYAMLError as error:
         raise _syntax_error(error, rendered, file) from None
     finally:
         loader.dispose()
+
+
+def _what(key: Json | yaml.Node) -> str:
+    """Name a key that is not a string: its type, or the YAML tag of a collection."""
+    return key.tag if isinstance(key, yaml.Node) else describe(key)
 
 
 def describe(value: Json) -> str:
@@ -248,7 +291,7 @@ class _Builder:
         key = self.scalar(node, path) if isinstance(node, yaml.ScalarNode) else node
         if not isinstance(key, str):
             raise self.error(
-                f"keys must be strings, got {describe(key)}",
+                f"keys must be strings, got {_what(key)}",
                 node, path, 'quote the key ("100":), or better name it (100_name:)',
             )  # fmt: skip
         return key

@@ -18,8 +18,8 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from edibuild.config.project import Project
-from edibuild.data import Json
-from edibuild.engine import explain
+from edibuild.data import Json, mapping
+from edibuild.engine import budget, explain
 from edibuild.engine.inputs import StageInputs
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage, StageContext
@@ -68,10 +68,10 @@ def outputs_intact(session: Session, project: Project, stage: Stage) -> bool:
 
 def _upstream_paths(
     project: Project, stage: Stage, arts: ProjectArtifacts
-) -> tuple[dict[str, dict[str, Path]], dict[str, Json]]:
+) -> tuple[dict[str, dict[str, Path]], dict[str, Mapping[str, Json]]]:
     """The installed upstream outputs (paths) and their stages' info; StageFailed if missing."""
     paths: dict[str, dict[str, Path]] = {}
-    infos: dict[str, Json] = {}
+    infos: dict[str, Mapping[str, Json]] = {}
     for up in stage.upstream:
         outputs = arts.outputs(up)
         if outputs is None:
@@ -79,7 +79,7 @@ def _upstream_paths(
                 f"the {up} stage has no outputs", hint=f"run `doit {up}:{project.name}` first"
             )
         paths[up] = {n: arts.dir / o.file for n, o in outputs.items()}
-        infos[up] = (read_json(arts.manifest(up)) or {}).get("info") or {}
+        infos[up] = mapping(mapping(read_json(arts.manifest(up))).get("info"))
     return paths, infos
 
 
@@ -101,7 +101,7 @@ def _run(session: Session, project: Project, stage: Stage) -> None:
     cache = session.cache
     with cache.lock(stage.name, inputs.key):
         entry = cache.lookup(stage.name, inputs.key)
-        if entry is not None and not stage.intact(project, entry.info or {}):
+        if entry is not None and not stage.intact(project, mapping(entry.info)):
             cache.forget(stage.name, inputs.key)
             entry = None
         reused = entry is not None
@@ -125,6 +125,8 @@ def _run(session: Session, project: Project, stage: Stage) -> None:
         "outputs": {n: o.as_json() for n, o in entry.outputs.items()},
     }
     arts.install(cache, entry, manifest)
+    if not reused:  # the new outputs are installed, so protected: fit the budget
+        budget.keep_within(cache, session.workspace.artifacts_dir)
 
 
 def _build(
@@ -132,7 +134,7 @@ def _build(
     stage: Stage,
     inputs: StageInputs,
     paths: Mapping[str, Mapping[str, Path]],
-    infos: Mapping[str, Json],
+    infos: Mapping[str, Mapping[str, Json]],
     session: Session,
 ) -> Entry:
     arts = session.artifacts(project)

@@ -11,6 +11,7 @@ from doit.exceptions import TaskFailed
 from edibuild.config.project import Project
 from edibuild.doit_ext import Explanation
 from edibuild.engine import explain
+from edibuild.engine.budget import budget_text
 from edibuild.engine.pipeline import closure
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage, Tool
@@ -18,13 +19,14 @@ from edibuild.errors import EdibuildError, ToolMissing
 from edibuild.host import toolpath
 from edibuild.run import say
 
-DEFAULT_BUDGET = "20GiB"
 TRIM_HELP = """\
 doit trim [--budget SIZE] [--dry-run]
 
 Trim the artifact cache to SIZE (20GiB unless EDIBUILD_CACHE_BUDGET says otherwise),
 least recently used entries first. What any project's installed artifacts point at is
 never removed. Without --budget, only says what a trim would remove (a dry run).
+Every build trims by itself when the cache is over the budget (EDIBUILD_CACHE_BUDGET=off
+turns that off); entries used in the last 10 minutes stay there.
 """
 
 
@@ -93,7 +95,7 @@ def trim(session: Session, budget: str, dry_run: bool, help: bool) -> TaskFailed
     if help:
         print(TRIM_HELP, end="")
         return None
-    size = budget or os.environ.get("EDIBUILD_CACHE_BUDGET") or DEFAULT_BUDGET
+    size = budget or budget_text()
     dry_run = dry_run or not budget
     try:
         report = trim(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edibuild.config.project import Project
-from edibuild.data import Json
+from edibuild.data import Json, mapping
 from edibuild.engine.inputs import Digests, StageInputs
 from edibuild.engine.stage import Stage
 from edibuild.errors import EdibuildError
@@ -167,7 +167,7 @@ def plan(
             known[stage.name] = {n: o.sha256 for n, o in (arts.outputs(stage.name) or {}).items()}
             continue
         entry = None if runs_first else cache.peek(stage.name, inputs.key)
-        if entry is not None and external_state(project, stage, entry.info or {}):
+        if entry is not None and external_state(project, stage, mapping(entry.info)):
             entry = None
         if entry is None:
             unknown.add(stage.name)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage
-from edibuild.store.fsutil import digest_json, sha256_file
+from edibuild.store.fsutil import digest_json
+from edibuild.store.yamldigest import file_digest
 
 # stage -> output name -> sha256
 Digests = Mapping[str, Mapping[str, str]]
@@ -29,7 +30,7 @@ class StageInputs:
     stage: str
     code: str
     config: Json
-    plugins: Mapping[str, str]  # plugin file -> sha256, in the stage's order
+    plugins: Mapping[str, str]  # plugin file -> digest (inputs.plugin_digests), in order
     upstream: Digests
 
     @functools.cached_property
@@ -57,8 +58,10 @@ class StageInputs:
 
 
 def plugin_digests(stage: Stage, project: Project) -> dict[str, str]:
-    """The sha256 of every plugin file the stage uses, in its order."""
-    return {os.fspath(p): sha256_file(p) for p in stage.plugins(project)}
+    """The digest of every plugin file the stage uses, in its order: of what it says for
+    the files the stage parses as YAML (playbooks), of its bytes for the others."""
+    parsed = set(stage.parsed_plugins(project))
+    return {os.fspath(p): file_digest(p, p in parsed) for p in stage.plugins(project)}
 
 
 def gather(stage: Stage, project: Project, config: Json, upstream: Digests) -> StageInputs:

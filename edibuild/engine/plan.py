@@ -2,7 +2,8 @@
 
 Each (stage, project) pair becomes the task `STAGE:PROJECT`. Its up-to-date check
 covers everything its output depends on: the upstream pointers (file_dep), the plugin
-files (file_dep), the stage's configuration slice and code version (one config_changed),
+files (file_dep; those the stage parses as YAML, the playbooks, by what they say:
+ParsedFiles), the stage's configuration slice and code version (one config_changed),
 and that its outputs and external state are still there. The actions are
 edibuild.engine.build (stages) and edibuild.engine.commands (helpers).
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from doit.tools import config_changed
@@ -23,6 +25,7 @@ from edibuild.engine import build, commands
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage
 from edibuild.store.workspace import Workspace
+from edibuild.store.yamldigest import yaml_digest
 
 TaskDict = dict[str, Any]
 HELPERS = {
@@ -65,6 +68,46 @@ def described(what: str, func: Callable[..., Any], *args: Any) -> Described:
     return action
 
 
+class ParsedFiles:
+    """doit's up-to-date check of the plugin files a stage parses as YAML (playbooks).
+
+    As file_deps doit would compare their bytes, and a comment-only edit would run the
+    task although its key, which follows what a playbook says, is the same. This check
+    compares the digests of edibuild/store/yamldigest.py with those of the last
+    successful run (kept in doit's state like config_changed's value).
+    """
+
+    KEY = "edibuild_parsed_files"
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        self.files = tuple(files)
+        self._digests: dict[str, str] | None = None
+
+    def digests(self) -> dict[str, str]:
+        """Each file's digest of what it says, computed once (when doit checks)."""
+        if self._digests is None:
+            self._digests = {os.fspath(p): _digest_or_missing(p) for p in self.files}
+        return self._digests
+
+    def configure_task(self, task: Any) -> None:
+        """Have doit save the digests with the task's values after a successful run."""
+        task.value_savers.append(lambda: {self.KEY: self.digests()})
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        """True when every file says what it said at the last successful run."""
+        return values.get(self.KEY) == self.digests()
+
+    def __repr__(self) -> str:
+        return f"ParsedFiles({[os.fspath(p) for p in self.files]!r})"
+
+
+def _digest_or_missing(path: Path) -> str:
+    try:
+        return yaml_digest(path)
+    except OSError:
+        return "missing"
+
+
 def stage_task(session: Session, project: Project, stage: Stage) -> TaskDict:
     """The doit task dict of one stage of one project."""
     arts = session.artifacts(project)
@@ -73,16 +116,20 @@ def stage_task(session: Session, project: Project, stage: Stage) -> TaskDict:
         "code": stage.code_version,
         "config": session.stage_config(project, stage),
     }
+    parsed = stage.parsed_plugins(project)
+    uptodate: list[Any] = [config_changed(slice_)]
+    if parsed:
+        uptodate.append(ParsedFiles(parsed))
     return {
         "basename": stage.name,
         "name": project.name,
         "doc": stage.doc,
         "actions": [functools.partial(build.run_stage, session, project, stage)],
         "file_dep": [os.fspath(arts.pointer(u)) for u in stage.upstream]
-        + [os.fspath(p) for p in stage.plugins(project)],
+        + [os.fspath(p) for p in stage.plugins(project) if p not in parsed],
         "targets": [os.fspath(arts.pointer(stage.name))],
         "uptodate": [
-            config_changed(slice_),
+            *uptodate,
             functools.partial(build.outputs_intact, session, project, stage),
         ],
         "setup": [f"_preflight:{project.name}"],

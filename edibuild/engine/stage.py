@@ -53,6 +53,9 @@ class Stage:
     - `outputs(project)`: artifact name -> file name under artifacts/<project>/.
     - `config(project)`: the JSON slice of configuration the outputs depend on.
     - `plugins(project)`: files whose *content* the outputs depend on.
+    - `parsed_plugins(project)`: those of them that count by what they say as YAML, not
+      by their bytes (playbooks: a comment-only edit changes nothing; see
+      edibuild/store/yamldigest.py).
     - `build(ctx)`: writes every output to `ctx.output(name)`; returns JSON info kept
       in the stage manifest (package lists, digests, ...).
     - `intact(project, info)`: False when external state the outputs stand for (an LXD
@@ -68,6 +71,7 @@ class Stage:
     build: Callable[[StageContext], Json]
     enabled: Callable[[Project], bool] = _always
     plugins: Callable[[Project], tuple[Path, ...]] = _nothing
+    parsed_plugins: Callable[[Project], tuple[Path, ...]] = _nothing
     tools: Callable[[Project], tuple[Tool, ...]] = _no_tools
     intact: Callable[[Project, Mapping[str, Json]], bool] = _intact
     clean_external: Callable[[Project], None] = _no_external

@@ -35,7 +35,8 @@ from typing import Any
 
 from edibuild.config import names
 from edibuild.config.project import Project
-from edibuild.data import Json
+from edibuild.config.reader import Reader
+from edibuild.data import Json, mapping
 from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import ConfigError
 
@@ -50,7 +51,7 @@ def stage_name(key: str) -> str:
 
 def user_stages(project: Project, known: Sequence[Stage]) -> tuple[Stage, ...]:
     """Build one Stage per postprocessing node, checking names, inputs and outputs."""
-    nodes = project.section("postprocessing") or {}
+    nodes = mapping(project.section("postprocessing"))
     stages: list[Stage] = []
     available = {s.name: s for s in known}
     running = _running(project, known)
@@ -75,12 +76,8 @@ def _running(project: Project, known: Sequence[Stage]) -> set[str]:
 
 
 def _error(project: Project, key: str, field: str, message: str, hint: str) -> ConfigError:
-    return ConfigError(
-        message,
-        location=project.where("postprocessing", key, field),
-        key=f"postprocessing.{key}.{field}",
-        hint=hint,
-    )
+    """The error of field `field` of postprocessing node `key` (through the one Reader)."""
+    return Reader(project.where, ("postprocessing", key), {}).error(message, hint=hint, field=field)
 
 
 def _check_stage_name(project: Project, key: str, available: Mapping[str, Stage]) -> str:
@@ -124,6 +121,25 @@ def _make_stage(
         )
     outputs = _outputs(project, key, node.get("outputs"), name, written)
     inputs = _inputs(project, key, node.get("inputs") or [], available, running)
+    command = _command(project, key, node)
+    _check_placeholders(project, key, command or [], inputs, outputs, node)
+    upstream = tuple(dict.fromkeys(stage for stage, _ in inputs))
+    script = Path(node["path"]) if node.get("path") else None
+    return Stage(
+        name=name,
+        doc=f"User stage {key} of the project's postprocessing",
+        upstream=upstream,
+        outputs=functools.partial(_names, outputs),
+        config=functools.partial(_config, {k: v for k, v in node.items() if k != "path"}),
+        build=functools.partial(_build, command, script, inputs, node.get("parameters") or {}),
+        plugins=functools.partial(_plugins, script),
+        needs_root=False,
+        image_output=True,
+    )
+
+
+def _command(project: Project, key: str, node: Mapping[str, Any]) -> list[str] | None:
+    """The node's argv list (None when it runs its script); ConfigError unless a list of text."""
     command = node.get("command")
     if command is None and not node.get("path"):
         raise _error(
@@ -144,20 +160,7 @@ def _make_stage(
             'write it as [zstd, "-19", "{input:disk.image}"] (quote what YAML reads as a '
             "number), never as a shell line",
         )
-    _check_placeholders(project, key, command or [], inputs, outputs, node)
-    upstream = tuple(dict.fromkeys(stage for stage, _ in inputs))
-    script = Path(node["path"]) if node.get("path") else None
-    return Stage(
-        name=name,
-        doc=f"User stage {key} of the project's postprocessing",
-        upstream=upstream,
-        outputs=functools.partial(_names, outputs),
-        config=functools.partial(_config, {k: v for k, v in node.items() if k != "path"}),
-        build=functools.partial(_build, command, script, inputs, node.get("parameters") or {}),
-        plugins=functools.partial(_plugins, script),
-        needs_root=False,
-        image_output=True,
-    )
+    return command
 
 
 def _outputs(

@@ -32,15 +32,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edibuild.config import names, values
 from edibuild.config.reader import Reader, Where
 from edibuild.data import Json
-from edibuild.errors import ConfigError
-
-if TYPE_CHECKING:
-    from edibuild.config.project import Project
+from edibuild.errors import ConfigError, Location
 
 SECTOR = 512
 KiB = 1024
@@ -416,7 +413,16 @@ def auto_size(needed: int, margin: int, alignment: int) -> int:
     return align_up(needed + margin, alignment)
 
 
-def layout_of(project: Project) -> Layout:
+class HasLayout(Protocol):
+    """What `layout_of` needs of a project (the Project has it; no import of it here)."""
+
+    @property
+    def layout(self) -> Layout | None: ...
+
+    def where(self, *keys: str) -> Location: ...
+
+
+def layout_of(project: HasLayout) -> Layout:
     """The project's layout; a ConfigError for a project without one (it makes no disk)."""
     if project.layout is None:
         raise ConfigError(

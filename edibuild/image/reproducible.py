@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edibuild.config.reader import Reader
 from edibuild.config.values import epoch
-
-if TYPE_CHECKING:
-    from edibuild.config.project import Project
 
 DEFAULT_SOURCE_DATE_EPOCH = 1704067200  # 2024-01-01T00:00:00Z, when a project sets none
 EXPORT_KEYS = ("source_date_epoch",)
@@ -42,7 +39,14 @@ def parse_export(reader: Reader | None) -> ExportSettings:
     return ExportSettings(value)
 
 
-def source_date_epoch(project: Project) -> int:
+class HasExport(Protocol):
+    """What `source_date_epoch` needs of a project (no import of the Project here)."""
+
+    @property
+    def export(self) -> ExportSettings: ...
+
+
+def source_date_epoch(project: HasExport) -> int:
     """The project's `export.source_date_epoch`, else SOURCE_DATE_EPOCH, else the default."""
     if project.export.source_date_epoch is not None:
         return project.export.source_date_epoch

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edibuild.errors import StageFailed
+from edibuild.lxd.mirrors import mirror_hosts as mirror_hosts  # re-exported
 
 HOP_HEADERS = (
     "connection",
@@ -247,16 +248,6 @@ class _ProxyServer(ThreadingHTTPServer):
         if not parts or any(p in (".", "..") for p in parts):
             return None
         return self.cache / host.lower() / Path(*parts)
-
-
-def mirror_hosts(urls: Iterable[str]) -> list[str]:
-    """Return the host names of http:// mirror URLs (https ones cannot be proxied)."""
-    hosts = []
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme == "http" and parts.hostname:
-            hosts.append(parts.hostname)
-    return sorted(set(hosts))
 
 
 @contextlib.contextmanager

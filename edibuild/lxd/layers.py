@@ -3,7 +3,8 @@
 The state after playbook i is named by a chained *layer key*: the key of the state
 before it (at the start: the imported image's fingerprint, configure's code version and
 the configuration every playbook sees), plus playbook i's node key, parameters and the
-digest of every file of its directory. Editing playbook 3 of 5 so changes the keys of
+digest of every file of its directory (of what the playbook says as YAML, of the other
+files' bytes: edibuild/store/yamldigest.py). Editing playbook 3 of 5 so changes the keys of
 states 3..5 only, and configure restarts from the image of state 2; editing playbook 1,
 the profiles, the parameters or the bootstrap changes every key (a run from scratch).
 
@@ -30,9 +31,10 @@ from edibuild.lxd import names
 from edibuild.lxd.errors import Refused
 from edibuild.lxd.protocol import ContainerBackend, Image, Instance
 from edibuild.store.fsutil import digest_json, sha256_file
+from edibuild.store.yamldigest import file_digest
 
 # Bump when what a layer holds changes meaning (invalidates every cached layer).
-LAYER_FORMAT = 1
+LAYER_FORMAT = 2
 # Layers of a project kept besides those of the chain the last build used or made.
 SPARE = 2
 COMPRESSION = "zstd"
@@ -53,12 +55,13 @@ def node_files(node: Node) -> list[Path]:
     return sorted({node.path, *node.files})
 
 
-def files_digest(files: Sequence[Path], base: Path) -> dict[str, str]:
-    """Map each file (relative to `base` when below it) to its sha256."""
+def files_digest(files: Sequence[Path], base: Path, parsed: Path | None = None) -> dict[str, str]:
+    """Map each file (relative to `base` when below it) to its digest: of what it says for
+    `parsed` (the playbook, YAML), of its bytes for the others (templates, files)."""
     result = {}
     for path in files:
         name = path.relative_to(base) if path.is_relative_to(base) else path
-        result[str(name)] = sha256_file(path)
+        result[str(name)] = file_digest(path, path == parsed)
     return result
 
 
@@ -67,7 +70,7 @@ def step_input(node: Node) -> Json:
     return {
         "key": node.key,
         "parameters": dict(node.parameters),
-        "files": files_digest(node_files(node), node.path.parent),
+        "files": files_digest(node_files(node), node.path.parent, parsed=node.path),
     }
 
 

@@ -77,12 +77,25 @@ def _blobs(cache: Cache) -> dict[str, tuple[Path, int, float]]:
     return found
 
 
-def trim(cache: Cache, artifacts_root: Path, budget: int, dry_run: bool = False) -> TrimReport:
+def cache_size(cache: Cache) -> int:
+    """The bytes of the cache's blobs (what trimming counts), from one listing."""
+    return sum(size for _, size, _ in _blobs(cache).values())
+
+
+def trim(
+    cache: Cache,
+    artifacts_root: Path,
+    budget: int,
+    dry_run: bool = False,
+    min_age: float = 0,
+) -> TrimReport:
     """Remove unprotected entries (oldest use first), then unreferenced blobs, to fit.
 
-    With `dry_run` nothing is removed: the report says what a trim would remove.
+    With `dry_run` nothing is removed: the report says what a trim would remove. Entries
+    used less than `min_age` seconds ago stay (another build may be installing them).
     """
     remove = _keep if dry_run else remove_file
+    used_lately = time.time() - min_age
     keep_digests, keep_keys = protected_state(artifacts_root)
     blobs = _blobs(cache)
     blob_root, key_root = cache.root / "blobs", cache.root / "keys"
@@ -100,7 +113,7 @@ def trim(cache: Cache, artifacts_root: Path, budget: int, dry_run: bool = False)
         if total <= budget:
             break
         name = f"{entry.parent.name}/{entry.stem}"
-        if name in keep_keys:
+        if name in keep_keys or (min_age and entry.lstat().st_mtime > used_lately):
             continue
         remove(entry, key_root)
         removed_entries += 1

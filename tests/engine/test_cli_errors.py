@@ -93,3 +93,33 @@ def test_unreachable_mirror_fails_before_bootstrapping(tmp_path: Path) -> None:
     assert "Traceback" not in out
     assert not (tmp_path / "artifacts" / "tiny" / "bootstrap.tar.zst").exists()
     assert not (tmp_path / "artifacts" / "tiny" / ".state" / "bootstrap.json").exists()
+
+
+MINIMAL = "bootstrap: {architecture: amd64, suite: bookworm, tool: mmdebstrap}\n"
+
+
+def test_a_run_naming_one_project_loads_that_project_alone(tmp_path: Path) -> None:
+    """`doit why:good` reads good.yml only (fast with many projects); `doit list` and a
+    group name load every project, so the broken one is reported there."""
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    (projects / "good.yml").write_text(MINIMAL)
+    (projects / "broken.yml").write_text((FIXTURES / "unknown-key" / "project.yml").read_text())
+    code, out = doit(tmp_path, projects, "why:good")
+    assert code == 0, out
+    assert "broken" not in out
+    for command in (("list",), ("why",), ("why:brokn",)):
+        code, out = doit(tmp_path, projects, *command)
+        assert code != 0 and "broken.yml:" in out, (command, out)
+
+
+def test_a_bare_list_shows_every_project(tmp_path: Path) -> None:
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    for name in ("one", "two"):
+        (projects / f"{name}.yml").write_text(MINIMAL)
+    code, out = doit(tmp_path, projects, "list")
+    assert code == 0, out
+    assert "one" in out and "two" in out and "bootstrap" in out
+    code, out = doit(tmp_path, projects, "list", "one")
+    assert code == 0 and "bootstrap:one" in out and "two" not in out, out

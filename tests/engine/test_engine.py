@@ -281,3 +281,26 @@ def test_parallel_builds_of_the_same_inputs_build_once(h: Harness) -> None:
     assert code == 0, out
     assert Counter(alpha=1, beta=1, gamma=1) == BUILDS
     assert h.art("proj.img").read_text() == (h.tmp / "artifacts/twin/twin.img").read_text()
+
+
+def test_comment_edit_of_a_parsed_playbook_runs_nothing_and_why_agrees(h: Harness) -> None:
+    """A stage that parses its playbooks as YAML: doit, `why` and `info` all ignore a
+    comment or layout edit, and all see an edit of what the playbook says."""
+    alpha, beta, gamma = stages()
+    beta = replace(beta, parsed_plugins=lambda p: tuple(n.path for n in p.playbooks))
+    h.stages = (alpha, beta, gamma)
+    playbook = h.tmp / "playbook.yml"
+    playbook.write_text("- hosts: all\n  tasks: []\n")
+    assert h.doit("image:proj")[0] == 0
+    playbook.write_text("---\n# a comment\n- hosts:   all\n\n  tasks: [ ]\n")
+    code, out = h.doit("image:proj")
+    assert code == 0
+    assert Counter(alpha=1, beta=1, gamma=1) == BUILDS
+    assert "-- beta:proj" in out
+    assert "nothing would run" in h.doit("why:proj")[1]
+    assert h.doit("info", "beta:proj")[0] == 0
+    playbook.write_text("- hosts: web\n  tasks: []\n")
+    code, out = h.doit("info", "beta:proj")
+    assert code == 1 and "playbook.yml changed" in out
+    assert h.doit("image:proj")[0] == 0
+    assert Counter(alpha=1, beta=2, gamma=2) == BUILDS

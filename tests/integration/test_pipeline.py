@@ -113,8 +113,14 @@ def test_clean_image_rebuilds_only_the_image_outputs(build: Build) -> None:
     assert sorted(build.ran(*OUTPUTS)) == sorted(UNBOOTED)
 
 
-def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build) -> None:
+def test_comment_edit_of_a_playbook_runs_nothing(build: Build) -> None:
+    """The key follows what a playbook says: a comment changes nothing."""
     build.edit("plugins/playbooks/cleanup/main.yml", "\n", "\n# edited by the pipeline test\n")
+    assert build.ran(*OUTPUTS) == []
+
+
+def test_playbook_edit_reruns_configure_and_what_its_output_changes(build: Build) -> None:
+    build.edit("plugins/playbooks/cleanup/main.yml", "- name: Clean up\n", "- name: Tidy up\n")
     ran = build.ran(*OUTPUTS)
     assert ran[:2] == ["configure", "export"]
     assert "bootstrap" not in ran and "import" not in ran

@@ -3,9 +3,10 @@
 A small project on the shared bootstrap: a playbook that leaves the per-build state real
 images get (a user made with useradd, ldconfig's aux-cache, the container's journal, a
 file written from SOURCE_DATE_EPOCH), then the shipped cleanup playbook, then a user
-stage reading export's rootfs. A comment-only edit of the first playbook runs configure
-again from scratch (no layers); export must make the same bytes, so the user stage after
-it must not run. About 3 minutes once the shared cache holds the bootstrap.
+stage reading export's rootfs. A comment-only edit of the first playbook runs nothing
+(the key follows what it says); renaming its play runs configure again from scratch (no
+layers), and export must make the same bytes, so the user stage after it must not run.
+About 3 minutes once the shared cache holds the bootstrap.
 """
 
 from __future__ import annotations
@@ -127,10 +128,17 @@ def test_first_build_leaves_no_per_build_state(work: DoitWorkspace) -> None:
     assert "var/log/journal" in names
 
 
-def test_comment_edit_reruns_configure_and_export_only(work: DoitWorkspace) -> None:
+def test_comment_edit_runs_nothing(work: DoitWorkspace) -> None:
+    """The key follows what a playbook says: a comment or layout edit runs no stage."""
+    work.edit("plugins/playbooks/state/main.yml", "---\n", "---\n# a comment only\n\n")
+    assert "nothing would run" in work.doit(f"why:{NAME}")
+    assert work.ran(f"digest:{NAME}") == []
+
+
+def test_renamed_play_reruns_configure_and_export_only(work: DoitWorkspace) -> None:
     """A second configure from scratch exports the same bytes: the user stage stays."""
     before = _state(work, "export")
-    work.edit("plugins/playbooks/state/main.yml", "---\n", "---\n# a comment only\n")
+    work.edit("plugins/playbooks/state/main.yml", "- name: State\n", "- name: The state\n")
     assert "state/main.yml changed" in work.doit(f"why:{NAME}")
     assert work.ran(f"digest:{NAME}") == ["configure", "export"]
     assert _state(work, "export") == before

@@ -65,3 +65,17 @@ def test_inventory_uses_own_connection() -> None:
     host = inv["all"]["hosts"]["box"]
     assert host["ansible_connection"] == "edibuild_lxd"
     assert json.loads(host["edibuild_lxd_endpoint"])["url"] == "/var/lib/lxd/unix.socket"
+
+
+def test_task_timings_come_from_result_events(tmp_path: Path) -> None:
+    """Each task's seconds (ansible-runner's event durations) are kept for the manifest."""
+    progress = Progress("base", tmp_path / "log.txt", echo=lambda _: None)
+    progress({"event": "runner_on_ok", "event_data": {"task": "Install", "duration": 12.345}})
+    progress({"event": "runner_on_skipped", "event_data": {"task": "Maybe", "duration": 0.01}})
+    progress({"event": "runner_item_on_ok", "event_data": {"task": "Loop", "duration": 1.0}})
+    progress({"event": "runner_on_ok", "event_data": {"task": "Odd"}})
+    assert progress.timings == [
+        {"task": "Install", "seconds": 12.35, "status": "ok"},
+        {"task": "Maybe", "seconds": 0.01, "status": "skipped"},
+        {"task": "Odd", "seconds": None, "status": "ok"},
+    ]

@@ -227,3 +227,31 @@ def test_loading_the_shipped_projects_is_fast() -> None:
         load_projects(REPO / "projects", shipped_dir=REPO / "projects")
         best = min(best, time.perf_counter() - start)
     assert best < 0.05
+
+
+def test_a_file_parsed_twice_gives_independent_layers(tmp_path: Path) -> None:
+    """Identical includes parse once per process; each caller still owns its data."""
+    from edibuild.config.render import Rendered
+    from edibuild.config.yamlpos import parse
+
+    rendered = Rendered("a: {b: [1, 2]}\n", (1,))
+    first = parse(rendered, tmp_path / "x.yml")
+    first.data["a"]["b"].append(3)
+    second = parse(rendered, tmp_path / "x.yml")
+    assert second.data == {"a": {"b": [1, 2]}}
+    assert second.where("a", "b") == first.where("a", "b")
+
+
+def test_paths_are_remembered_only_inside_one_load(tmp_path: Path) -> None:
+    from edibuild.config.paths import real, remembering
+
+    link = tmp_path / "link"
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    link.symlink_to(tmp_path / "one")
+    with remembering():
+        assert real(link) == tmp_path / "one"
+        link.unlink()
+        link.symlink_to(tmp_path / "two")
+        assert real(link) == tmp_path / "one"  # remembered for this load
+    assert real(link) == tmp_path / "two"

@@ -124,6 +124,8 @@ def test_config_names_the_scrub_and_the_epoch(monkeypatch: pytest.MonkeyPatch) -
     assert config["source_date_epoch"] == 1700000000
     assert "var/cache/ldconfig/aux-cache" in config["dropped"]
     assert "var/log/journal" in config["emptied"]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
+    assert export.STAGE.config(_Project()) != config  # type: ignore[arg-type]
 
 
 def test_tar_command_compresses_as_it_writes(tmp_path: Path) -> None:

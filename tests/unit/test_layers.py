@@ -23,7 +23,7 @@ def make_project(tmp: Path, names: list[str], sections: dict[str, Any] | None = 
         folder = tmp / "plugins" / name
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "main.yml").exists():
-            (folder / "main.yml").write_text(f"# {name}\n")
+            (folder / "main.yml").write_text(f"- hosts: {name}\n")
         files = folder_files(folder, (tmp,), key="playbooks", location=Location(folder))
         nodes.append(Node(f"{index + 1}0_{name}", folder / "main.yml", {"n": index}, files))
     return with_settings(
@@ -47,7 +47,7 @@ def keys(project: Project, image: str = "img", common: Any = None) -> tuple[str,
 def test_editing_the_third_playbook_keeps_the_first_two_keys(tmp_path: Path) -> None:
     project = make_project(tmp_path, ["a", "b", "c"])
     before = keys(project)
-    (tmp_path / "plugins" / "c" / "main.yml").write_text("# edited\n")
+    (tmp_path / "plugins" / "c" / "main.yml").write_text("- hosts: edited\n")
     after = keys(project)
     assert before[:2] == after[:2]
     assert before[2] != after[2]
@@ -68,7 +68,7 @@ def test_first_playbook_image_or_common_config_change_every_key(tmp_path: Path) 
     base = keys(project)
     assert all(k not in base for k in keys(project, image="other"))
     assert all(k not in base for k in keys(project, common={"p": 2}))
-    (tmp_path / "plugins" / "a" / "main.yml").write_text("# edited\n")
+    (tmp_path / "plugins" / "a" / "main.yml").write_text("- hosts: edited\n")
     assert all(k not in base for k in keys(project))
 
 
