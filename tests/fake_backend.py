@@ -7,16 +7,67 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edibuild.lxd.endpoints import Endpoint
-from edibuild.lxd.errors import Conflict, NotFound
+from edibuild.lxd.errors import Conflict, NotFound, Refused
 from edibuild.lxd.protocol import Image
 
 
 @dataclass
 class FakeInstance:
-    """An instance: a name and its config (nothing runs in it)."""
+    """An instance: a name, config, devices and a status (nothing runs in it).
+
+    `fail_on` names methods that raise Refused (to test what a failure leaves behind);
+    renames go through `backend` so the instance is found under its new name.
+    """
 
     name: str
     config: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, dict[str, str]] = field(default_factory=dict)
+    status: str = "Stopped"
+    backend: FakeBackend | None = field(default=None, repr=False, compare=False)
+    fail_on: set[str] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)
+
+    def _call(self, what: str) -> None:
+        self.calls.append(what)
+        if what in self.fail_on:
+            raise Refused(f"{self.name}: {what} failed on purpose")
+
+    def start(self) -> None:
+        self._call("start")
+        self.status = "Running"
+
+    def stop(self, timeout: int = 60) -> None:
+        self._call("stop")
+        self.status = "Stopped"
+
+    def rename(self, name: str) -> None:
+        self._call("rename")
+        if self.status != "Stopped":
+            raise Refused("Renaming of running container not allowed")
+        assert self.backend is not None
+        if name in self.backend.instances:
+            raise Conflict(f"{name} exists")
+        del self.backend.instances[self.name]
+        self.name = name
+        self.backend.instances[name] = self
+
+    def update(
+        self,
+        *,
+        config: Mapping[str, str | None] | None = None,
+        devices: Mapping[str, Mapping[str, str] | None] | None = None,
+    ) -> None:
+        self._call("update")
+        for key, value in (config or {}).items():
+            if value is None:
+                self.config.pop(key, None)
+            else:
+                self.config[key] = value
+        for name, device in (devices or {}).items():
+            if device is None:
+                self.devices.pop(name, None)
+            else:
+                self.devices[name] = dict(device)
 
 
 @dataclass
@@ -68,8 +119,9 @@ class FakeBackend:
     def instance_names(self, prefix: str) -> list[str]:
         return sorted(n for n in self.instances if n.startswith(prefix))
 
-    def add_instance(self, name: str, **config: str) -> None:
-        self.instances[name] = FakeInstance(name, dict(config))
+    def add_instance(self, name: str, **config: str) -> FakeInstance:
+        self.instances[name] = FakeInstance(name, dict(config), backend=self)
+        return self.instances[name]
 
     def remove_instance(self, name: str) -> bool:
         return self.instances.pop(name, None) is not None
@@ -97,7 +149,24 @@ class FakeBackend:
         devices: Mapping[str, Mapping[str, str]],
         config: Mapping[str, str],
     ) -> FakeInstance:
+        box = self.create(name, fingerprint, profiles=profiles, devices=devices, config=config)
+        box.start()
+        return box
+
+    def create(
+        self,
+        name: str,
+        fingerprint: str,
+        *,
+        profiles: Sequence[str],
+        devices: Mapping[str, Mapping[str, str]],
+        config: Mapping[str, str],
+    ) -> FakeInstance:
         if fingerprint not in self.store:
             raise NotFound(f"image {fingerprint}")
-        self.instances[name] = FakeInstance(name, dict(config))
-        return self.instances[name]
+        if name in self.instances:
+            raise Conflict(f"{name} exists")
+        box = FakeInstance(name, dict(config), {k: dict(v) for k, v in devices.items()})
+        box.backend = self
+        self.instances[name] = box
+        return box

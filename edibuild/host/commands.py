@@ -65,6 +65,10 @@ _MORE_COMMANDS: dict[str, str] = {
     "flock": "util-linux",
     "ansible-playbook": "ansible-core",
     "python3": "python3",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "newuidmap": "uidmap",
+    "runuser": "util-linux",
 }
 
 _PACKAGE_OF: dict[str, str] = {**dict(HOST_COMMANDS), **_MORE_COMMANDS}

@@ -35,7 +35,7 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "qemu-system-x86",
     "qemu-system-arm",
     "ovmf",
-    "openssh-client",
+    "openssh-client",  # boottest and the dev container test log in by ssh
     "zstd",
 )
 

@@ -252,8 +252,9 @@ class _ProxyServer(ThreadingHTTPServer):
         cache: Path,
         resolve: Callable[[str], str | None],
         port: int = 80,
+        listen: int = 0,
     ) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", listen), _Handler)
         self.port = port
         self.hosts = {h.lower() for h in hosts}
         self.cache = cache

@@ -183,6 +183,20 @@ class LxdBackend:
         config: Mapping[str, str],
     ) -> LxdInstance:
         """Create and start a container from an image; wait until systemd answers."""
+        box = self.create(name, fingerprint, profiles=profiles, devices=devices, config=config)
+        box.start()
+        return box
+
+    def create(
+        self,
+        name: str,
+        fingerprint: str,
+        *,
+        profiles: Sequence[str],
+        devices: Devices,
+        config: Mapping[str, str],
+    ) -> LxdInstance:
+        """Create a container from an image without starting it."""
         spec = {
             "name": name,
             "source": {"type": "image", "fingerprint": fingerprint},
@@ -191,9 +205,7 @@ class LxdBackend:
             "config": dict(config),
         }
         with translated(f"creating container {name}"):
-            box = LxdInstance(self._client.instances.create(spec, wait=True))
-        box.start()
-        return box
+            return LxdInstance(self._client.instances.create(spec, wait=True))
 
     def remove_instance(self, name: str) -> bool:
         """Stop and delete instance `name` if it exists; True if there was one."""

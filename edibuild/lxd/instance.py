@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,23 @@ RUNNING = 103
 WAIT_SECONDS = 20
 # Opens the pushed input file ($1) as stdin, deletes it, runs the command.
 STDIN_SCRIPT = 'exec 0<"$1" && rm -f "$1" && shift && exec "$@"'
+
+BUSY = "is busy running"  # LXD still finishing an operation (a stop from inside, say)
+BUSY_TIMEOUT = 30.0
+
+
+def _patiently(what: str, action: Callable[[], object]) -> None:
+    """Run an LXD request, again while LXD says the instance is busy with an operation."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            with translated(what):
+                action()
+            return
+        except Refused as exc:
+            if BUSY not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 class LxdInstance:
@@ -46,9 +63,67 @@ class LxdInstance:
         return dict(self._instance.config or {})
 
     @property
+    def devices(self) -> Mapping[str, Mapping[str, str]]:
+        """Its own devices (not its profiles'), as LXD had them when it was looked up."""
+        return {k: dict(v) for k, v in (self._instance.devices or {}).items()}
+
+    @property
     def status(self) -> str:
-        """LXD's status word: Running, Stopped, ..."""
+        """LXD's status word now (Running, Stopped, ...), asked afresh."""
+        with translated(f"reading the state of {self.name}"):
+            self._instance.sync(rollback=True)  # a plain sync keeps values set before
         return str(self._instance.status)
+
+    def rename(self, name: str) -> None:
+        """Give the stopped instance another name (LXD renames only stopped ones)."""
+        _patiently(
+            f"renaming {self.name} to {name}", lambda: self._instance.rename(name, wait=True)
+        )
+
+    def update(
+        self,
+        *,
+        config: Mapping[str, str | None] | None = None,
+        devices: Mapping[str, Mapping[str, str] | None] | None = None,
+    ) -> None:
+        """Set (or, with None, remove) config keys and devices; a running one takes them live."""
+        _patiently(f"changing {self.name}", lambda: self._update(config, devices))
+
+    def _update(
+        self,
+        config: Mapping[str, str | None] | None,
+        devices: Mapping[str, Mapping[str, str] | None] | None,
+    ) -> None:
+        """Read the instance afresh, change its config and devices, write them back."""
+        self._instance.sync(rollback=True)
+        new_config = dict(self._instance.config or {})
+        for key, value in (config or {}).items():
+            if value is None:
+                new_config.pop(key, None)
+            else:
+                new_config[key] = value
+        new_devices = {k: dict(v) for k, v in (self._instance.devices or {}).items()}
+        for name, device in (devices or {}).items():
+            if device is None:
+                new_devices.pop(name, None)
+            else:
+                new_devices[name] = dict(device)
+        self._instance.config = new_config
+        self._instance.devices = new_devices
+        self._instance.save(wait=True)
+
+    def addresses(self) -> list[str]:
+        """The instance's global IPv4 addresses (none without a NIC)."""
+        with translated(f"reading the addresses of {self.name}"):
+            network = self._instance.state().network or {}
+        found = []
+        for interface, data in network.items():
+            if interface == "lo":
+                continue
+            for address in data.get("addresses", []):
+                if address.get("family") == "inet" and address.get("scope") == "global":
+                    found.append(str(address["address"]))
+        return found
 
     def execute(
         self,
@@ -141,8 +216,7 @@ class LxdInstance:
 
     def start(self) -> None:
         """Start the stopped instance and wait until systemd in it finished booting."""
-        with translated(f"starting {self.name}"):
-            self._instance.start(wait=True)
+        _patiently(f"starting {self.name}", lambda: self._instance.start(wait=True))
         boot.wait_for_boot(self.execute, self.name)
 
     def stop(self, timeout: int = 60) -> None:

@@ -78,3 +78,37 @@ def instance_exists(
 ) -> bool:
     """True while instance `name` is in the project's LXD."""
     return _exists(settings, "instances", name, env, root)
+
+
+def instance_info(
+    settings: Mapping[str, Any] | None,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    root: Path = Path("/"),
+) -> dict[str, Any] | None:
+    """The status and own config of instance `name` (None when absent), asked cheaply."""
+    if not name:
+        return None
+    env = os.environ if env is None else env
+    tried = candidates(settings, env, root)
+    if tried[0].is_local:
+        path = f"/1.0/instances/{quote(name, safe='')}"
+        for endpoint in tried:
+            try:
+                reply = unixhttp.request(endpoint.socket, path, timeout=5.0)
+            except Denied:
+                raise
+            except Unreachable:
+                continue
+            if reply.status == 404:
+                return None
+            if reply.status != 200 or not isinstance(reply.metadata, dict):
+                raise Refused(f"{endpoint.url}: GET {path} returned HTTP {reply.status}")
+            meta = reply.metadata
+            return {"status": str(meta.get("status", "")), "config": dict(meta.get("config") or {})}
+        names = ", ".join(e.url for e in tried)
+        raise Unreachable(f"no LXD daemon answers (tried: {names})", hint=INSTALL_HINT)
+    from edibuild.lxd import client
+
+    box = client.connect(settings, env=env).instance(name)
+    return None if box is None else {"status": box.status, "config": dict(box.config)}

@@ -50,6 +50,14 @@ class Instance(Protocol):
     def config(self) -> Mapping[str, str]:
         """Its own config keys (labels among them), as LXD had them when it was looked up."""
 
+    @property
+    def devices(self) -> Devices:
+        """Its own devices (not its profiles'), as LXD had them when it was looked up."""
+
+    @property
+    def status(self) -> str:
+        """LXD's status word now (Running, Stopped, ...), asked afresh."""
+
     def execute(
         self,
         argv: Sequence[str],
@@ -84,6 +92,20 @@ class Instance(Protocol):
 
     def stop(self, timeout: int = 60) -> None:
         """Stop the instance cleanly, forcing it after `timeout` seconds."""
+
+    def rename(self, name: str) -> None:
+        """Give the stopped instance another name (LXD renames only stopped ones)."""
+
+    def update(
+        self,
+        *,
+        config: Mapping[str, str | None] | None = None,
+        devices: Mapping[str, Mapping[str, str] | None] | None = None,
+    ) -> None:
+        """Set (or, with None, remove) config keys and devices; a running one takes them live."""
+
+    def addresses(self) -> list[str]:
+        """The instance's global IPv4 addresses (none without a NIC)."""
 
     def publish(self, *, compression: str, description: str = "") -> str:
         """Publish the stopped instance as an image (without alias); return its fingerprint."""
@@ -142,6 +164,17 @@ class ContainerBackend(Protocol):
         config: Mapping[str, str],
     ) -> Instance:
         """Create and start a container from an image; wait until systemd answers."""
+
+    def create(
+        self,
+        name: str,
+        fingerprint: str,
+        *,
+        profiles: Sequence[str],
+        devices: Devices,
+        config: Mapping[str, str],
+    ) -> Instance:
+        """Create a container from an image without starting it."""
 
     def remove_instance(self, name: str) -> bool:
         """Stop and delete instance `name` if it exists; True if there was one."""

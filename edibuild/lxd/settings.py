@@ -10,7 +10,11 @@ lxd:
   proxy_hosts: [security.debian.org]      # more hosts the apt proxy may forward to
 container:
   name: edi-pi-dev                        # default: edibuild-dev-<project>
-  share: {source: /home/me/work, path: /home/edi/work}
+  user: me                                # default: SUDO_USER; `root` only when asked
+  workspace: ~/edibuild-workspace         # the default; absolute, or below the user's home
+  ssh: true                               # sshd, reached by port forward without a bridge
+  target: pi3-bookworm-arm64              # the image project the target libraries match
+  share: {source: /home/me/work, path: /home/edi/work}   # one more host folder
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from edibuild.config.names import is_name
 from edibuild.config.reader import Reader
+from edibuild.config.values import USER_NAME
 from edibuild.data import Json
 
 LXD_KEYS = ("remote", "cert", "key", "verify", "network", "layers", "proxy_hosts")
 NETWORKS = ("auto", "default", "proxy")
-CONTAINER_KEYS = ("name", "share")
+CONTAINER_KEYS = ("name", "user", "workspace", "ssh", "target", "share")
+DEFAULT_WORKSPACE = "~/edibuild-workspace"
 INSTANCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,62}")
 
 
@@ -79,10 +86,14 @@ class Share:
 
 @dataclass(frozen=True)
 class ContainerSettings:
-    """The development container: its name, and a shared folder."""
+    """The development container: its name, its user, the shared workspace, ssh."""
 
     name: str | None = None  # None: edibuild-dev-<project>
     share: Share | None = None
+    user: str | None = None  # None: SUDO_USER (root only when named)
+    workspace: str = DEFAULT_WORKSPACE  # absolute, or `~/...` below the user's home
+    ssh: bool = True
+    target: str | None = None  # the image project whose packages the target libraries match
 
 
 def parse_container(reader: Reader | None) -> ContainerSettings:
@@ -97,17 +108,58 @@ def parse_container(reader: Reader | None) -> ContainerSettings:
             hint="letters, digits and '-', starting with a letter, at most 63 characters",
             field="name",
         )
-    share = None
-    if reader.has("share"):
-        part = reader.child("share")
-        part.known(("source", "path"))
-        source, path = part.text("source"), part.text("path")
-        for field, value in (("source", source), ("path", path)):
-            if not PurePosixPath(value).is_absolute():
-                part.fail(
-                    f"{field} must be an absolute path, not {value!r}",
-                    hint="share: {source: /home/me/work, path: /home/edi/work}",
-                    field=field,
-                )
-        share = Share(source, path)
-    return ContainerSettings(name, share)
+    user = reader.optional_text("user", what="a user name")
+    if user is not None and not USER_NAME.fullmatch(user):
+        reader.fail(
+            f"{user!r} is not a user name",
+            hint="lower case letters, digits, '_' and '-', starting with a letter or '_' "
+            "(at most 32); leave it out to use SUDO_USER",
+            field="user",
+        )
+    workspace = reader.text("workspace", DEFAULT_WORKSPACE, what="a folder path")
+    _check_workspace(reader, workspace)
+    target = reader.optional_text("target", what="a project name")
+    if target is not None and not is_name(target):
+        reader.fail(
+            f"{target!r} is not a project name",
+            hint="the name of the image project (its file name without .yml)",
+            field="target",
+        )
+    return ContainerSettings(
+        name=name,
+        share=_share(reader),
+        user=user,
+        workspace=workspace,
+        ssh=reader.boolean("ssh", True),
+        target=target,
+    )
+
+
+def _check_workspace(reader: Reader, workspace: str) -> None:
+    """An absolute path or `~/...`, without `..` (it is made and mounted as it reads)."""
+    path = PurePosixPath(workspace)
+    relative = workspace.startswith("~/") and len(path.parts) > 1
+    if not (path.is_absolute() or relative) or ".." in path.parts or path == PurePosixPath("/"):
+        reader.fail(
+            f"{workspace!r} is not a workspace folder",
+            hint="an absolute path, or ~/NAME for a folder in the user's home "
+            f"(default {DEFAULT_WORKSPACE}); no '..'",
+            field="workspace",
+        )
+
+
+def _share(reader: Reader) -> Share | None:
+    """The optional extra shared folder."""
+    if not reader.has("share"):
+        return None
+    part = reader.child("share")
+    part.known(("source", "path"))
+    source, path = part.text("source"), part.text("path")
+    for field, value in (("source", source), ("path", path)):
+        if not PurePosixPath(value).is_absolute():
+            part.fail(
+                f"{field} must be an absolute path, not {value!r}",
+                hint="share: {source: /home/me/work, path: /home/edi/work}",
+                field=field,
+            )
+    return Share(source, path)

@@ -23,6 +23,7 @@ from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import StageFailed
 from edibuild.lxd import client as lxd
 from edibuild.lxd.errors import BackendError
+from edibuild.lxd.settings import ContainerSettings, LxdSettings
 from stages import configure, container, export, import_
 from tests.conftest import require, require_root, require_tool
 
@@ -159,10 +160,16 @@ def test_import_configure_export(
 
 
 def check_dev_container(project: Project, cctx: StageContext, tmp: Path, client: Any) -> None:
-    """The dev container runs the configured rootfs, labelled; clean removes it and its image."""
+    """The dev container runs the configured rootfs, labelled; clean removes it and its image.
+
+    (root, no ssh, no network: the developer's own container is test_dev_container.py's.)
+    """
     inputs = {"configure": {"container": cctx.output("container")}}
+    settings = ContainerSettings(user="root", workspace=str(tmp / "workspace"), ssh=False)
+    project = dataclasses.replace(project, container=settings, lxd=LxdSettings(network="default"))
     dctx = context(container.STAGE, project, secrets.token_hex(16), tmp, inputs)
     info = container.build(dctx)
+    assert (tmp / "workspace").is_dir() and info["user"]["uid"] == 0
     box = client.instance(info["name"])
     assert box is not None and box.config["user.edibuild.project"] == project.name
     marker = box.check(["cat", "/etc/edibuild-marker"], "reading the marker")

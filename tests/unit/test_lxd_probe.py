@@ -69,8 +69,10 @@ def test_a_daemon_that_cannot_be_asked_is_an_error_not_absent(short_tmp: Path) -
 
 
 def test_up_to_date_checks_do_not_import_pylxd(short_tmp: Path) -> None:
-    """The import and container stages' `intact` answer through the socket, without pylxd."""
-    routes = {f"/1.0/images/{FP}": {}, "/1.0/instances/dev": {}}
+    """The import and container stages' `intact` answer through the socket, without pylxd;
+    a dev container made for other inputs (another key label) is not intact."""
+    running = {"status": "Running", "config": {"user.edibuild.dev-key": "k1"}}
+    routes = {f"/1.0/images/{FP}": {}, "/1.0/instances/dev": running}
     script = f"""
 import json, sys
 from pathlib import Path
@@ -83,8 +85,9 @@ project = Project(name="p", file=Path("p.yml"), description="", parameters={{}},
 answers = [
     stages["import"].intact(project, {{"fingerprint": "{FP}"}}),
     stages["import"].intact(project, {{"fingerprint": "{"cd" * 32}"}}),
-    stages["container"].intact(project, {{"name": "dev"}}),
-    stages["container"].intact(project, {{"name": "other"}}),
+    stages["container"].intact(project, {{"name": "dev", "key": "k1"}}),
+    stages["container"].intact(project, {{"name": "dev", "key": "k2"}}),
+    stages["container"].intact(project, {{"name": "other", "key": "k1"}}),
 ]
 print(json.dumps({{"answers": answers, "pylxd": "pylxd" in sys.modules}}))
 """
@@ -95,4 +98,7 @@ print(json.dumps({{"answers": answers, "pylxd": "pylxd" in sys.modules}}))
             [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True
         )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"answers": [True, False, True, False], "pylxd": False}
+    assert json.loads(proc.stdout) == {
+        "answers": [True, False, True, False, False],
+        "pylxd": False,
+    }
