@@ -23,7 +23,7 @@ def parse_sections(data: Mapping[str, Json], where: Where, architecture: str) ->
     boottest sections (with the checks across layout, bootloader and mender)."""
     from edibuild.image.bootloader import check_boot_setup, parse_bootloader
     from edibuild.image.boottest import parse_boottest
-    from edibuild.image.layout import parse_layout
+    from edibuild.image.layout_parse import parse_layout
     from edibuild.image.mender import parse_mender
     from edibuild.image.reproducible import parse_export
     from edibuild.lxd.settings import parse_container, parse_lxd

@@ -19,9 +19,9 @@ from edibuild.image.layout import (
     auto_size,
     format_size,
     layout_of,
-    parse_size,
     place,
 )
+from edibuild.image.layout_parse import parse_size
 
 PI = {
     "table": "msdos",

@@ -21,7 +21,8 @@ from edibuild.config.project import Project
 from edibuild.engine.plan import creators
 from edibuild.engine.session import Session
 from edibuild.errors import ConfigError, EdibuildError
-from edibuild.image.layout import MAX_SIZE, parse_size
+from edibuild.image.layout import MAX_SIZE
+from edibuild.image.layout_parse import parse_size
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.store.workspace import Workspace
 from stages import all_stages
