@@ -15,6 +15,11 @@ import socket
 import time
 from collections.abc import Callable, Container
 
+from edibuild.dev.instances import all_instances
+from edibuild.errors import StageFailed
+from edibuild.lxd.protocol import ContainerBackend, Instance
+
+SSH_DEVICE = "edibuild-ssh"  # the proxy device of a dev container's ssh port
 SSH_BASE, SSH_SPAN = 42200, 800  # 42200-42999
 PROXY_BASE, PROXY_SPAN = 43100, 800  # the long-lived apt proxy: 43100-43899
 
@@ -71,3 +76,32 @@ def listen_port(device: object) -> int | None:
     listen = str(device.get("listen", ""))
     _, _, port = listen.rpartition(":")
     return int(port) if listen.startswith("tcp:") and port.isdigit() else None
+
+
+def claimed(backend: ContainerBackend, skip: str = "") -> set[int]:
+    """Host ports every other instance's proxy devices listen on (running or not)."""
+    found = set()
+    for box in all_instances(backend):
+        if box.name != skip:
+            for device in box.devices.values():
+                port = listen_port(dict(device))
+                if port is not None:
+                    found.add(port)
+    return found
+
+
+def wait_ssh_free(port: int) -> None:
+    """Wait for the old container's ssh listener to let go of its port."""
+    try:
+        wait_free(port)
+    except OSError as exc:
+        raise StageFailed(
+            f"the dev container's ssh port is taken: {exc}",
+            hint=f"see who listens there (ss -ltnp | grep {port}) and stop it",
+        ) from None
+
+
+def current(box: Instance | None) -> int | None:
+    """The ssh port of a container: its ssh device's (the device is where the port lives)."""
+    device = None if box is None else box.devices.get(SSH_DEVICE)
+    return None if device is None else listen_port(dict(device))

@@ -24,7 +24,7 @@ from edibuild.run import say
 MAX_NAME = 63  # LXD's limit for instance names
 KEPT_LABEL = "user.edibuild.kept-from"
 KEPT_AT_LABEL = "user.edibuild.kept-at"
-SSH_DEVICE = "edibuild-ssh"
+SSH_DEVICE = ports.SSH_DEVICE
 
 Stop = Callable[[Instance], None]
 Undo = Callable[[], None]

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from edibuild.config.project import Bootstrap, Node, Project
+from edibuild.dev import images
+from edibuild.dev.instances import ours
 from edibuild.errors import StageFailed
 from edibuild.lxd import names
 from edibuild.lxd.names import OWNER_LABEL, PROJECT_LABEL
 from edibuild.lxd.protocol import Image
-from stages import configure, container
+from stages import configure
 from tests.fake_backend import FakeBackend
 
 KEY = "0123456789abcdef" * 4
@@ -79,15 +81,15 @@ def test_configure_profiles_carry_the_project_label(tmp_path: Path) -> None:
 
 def test_dev_container_of_another_maker_is_never_touched() -> None:
     backend = FakeBackend()
-    assert container._ours(backend, "edibuild-dev-demo", project()) is False
+    assert ours(backend, "edibuild-dev-demo", project()) is False
     backend.add_instance("edibuild-dev-demo", **{PROJECT_LABEL: "demo"})
-    assert container._ours(backend, "edibuild-dev-demo", project()) is True
+    assert ours(backend, "edibuild-dev-demo", project()) is True
     backend.add_instance("mine")
     with pytest.raises(StageFailed, match="edibuild did not make it"):
-        container._ours(backend, "mine", project())
+        ours(backend, "mine", project())
     backend.add_instance("theirs", **{PROJECT_LABEL: "other"})
     with pytest.raises(StageFailed):
-        container._ours(backend, "theirs", project())
+        ours(backend, "theirs", project())
 
 
 def test_dev_images_of_similarly_named_projects_are_kept() -> None:
@@ -96,7 +98,7 @@ def test_dev_images_of_similarly_named_projects_are_kept() -> None:
     keep = backend.add_image(names.dev_image_alias("demo", "f" * 64))
     other = backend.add_image(names.dev_image_alias("demo-x", KEY))
     layer = backend.add_image(names.layer_alias("demo", KEY))
-    container._drop_old_images(backend, keep=keep.fingerprint, project=project())
+    images.drop_old(backend, keep=keep.fingerprint, project=project())
     assert sorted(backend.store) == sorted([keep.fingerprint, other.fingerprint, layer.fingerprint])
     assert old.fingerprint not in backend.store
 
