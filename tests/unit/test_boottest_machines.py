@@ -11,6 +11,7 @@ from edibuild.config.sections import with_settings
 from edibuild.data import Json
 from edibuild.engine.stage import StageContext
 from edibuild.errors import ConfigError, StageFailed
+from edibuild.image import bootfiles, bootvm
 from stages import boottest
 
 # What Debian's raspi-firmware hook writes, plus the custom part of the raspberry_pi playbook.
@@ -51,25 +52,25 @@ def project(arch: str, section: Json) -> Project:
 
 def test_config_txt_settings_for_a_pi3() -> None:
     """The [pi3] device tree applies, the [pi3+] and [pi4] ones do not; initramfs is a name."""
-    settings = boottest.parse_config_txt(CONFIG_TXT)
+    settings = bootfiles.parse_config_txt(CONFIG_TXT)
     assert settings["kernel"] == "vmlinuz-6.1.0-28-arm64"
     assert settings["initramfs"] == "initrd.img-6.1.0-28-arm64"
     assert settings["device_tree"] == "bcm2837-rpi-3-b.dtb"
     assert settings["arm_64bit"] == "1"
-    pi4 = boottest.parse_config_txt(CONFIG_TXT, ("all", "pi4"))
+    pi4 = bootfiles.parse_config_txt(CONFIG_TXT, ("all", "pi4"))
     assert pi4["device_tree"] == "bcm2711-rpi-4-b.dtb"
 
 
 def test_config_txt_followkernel_and_comments() -> None:
     """`initramfs NAME followkernel` keeps the name; trailing comments are dropped."""
     text = "kernel=vmlinuz-x # the kernel\ninitramfs initrd.img-x followkernel\n"
-    assert boottest.parse_config_txt(text) == {"kernel": "vmlinuz-x",
+    assert bootfiles.parse_config_txt(text) == {"kernel": "vmlinuz-x",
                                                "initramfs": "initrd.img-x"}  # fmt: skip
 
 
 def test_raspi_cmdline_is_the_boards_own() -> None:
     """The image's root=, rootwait and consoles stay as the board boots them."""
-    line = boottest.raspi_cmdline(CMDLINE_TXT)
+    line = bootfiles.raspi_cmdline(CMDLINE_TXT)
     assert line.split()[:-1] == CMDLINE_TXT.split()
     assert line.split()[-1] == "panic=-1"
 
@@ -77,9 +78,9 @@ def test_raspi_cmdline_is_the_boards_own() -> None:
 def test_raspi_console_is_the_mini_uart(tmp_path: Path) -> None:
     """On raspi3b the console file is qemu's second serial port (the board's ttyS1)."""
     console = tmp_path / "console.log"
-    assert boottest.serial_ports("raspi3b", console) == [
+    assert bootvm.serial_ports("raspi3b", console) == [
         "-serial", "null", "-serial", f"file:{console}"]  # fmt: skip
-    assert boottest.serial_ports("virt", console) == ["-serial", f"file:{console}"]
+    assert bootvm.serial_ports("virt", console) == ["-serial", f"file:{console}"]
 
 
 def test_machines_default_per_architecture() -> None:
@@ -139,7 +140,7 @@ def test_a_vm_that_cannot_start_is_reported_as_such_not_as_a_timeout(tmp_path: P
     ctx = _context(tmp_path)
     test = boottest.BootTest(timeout=5)
     with pytest.raises(StageFailed, match="qemu exited with code 3 before 'login:'"):
-        boottest.boot(ctx, test, ["sh", "-c", "echo qemu: cannot open disk >&2; exit 3"])
+        bootvm.boot(ctx, test, ["sh", "-c", "echo qemu: cannot open disk >&2; exit 3"])
     assert "cannot open disk" in ctx.log.read_text()
     with pytest.raises(StageFailed, match=r"qemu could not be started: .*not found"):
-        boottest.boot(ctx, test, ["no-such-qemu-here"])
+        bootvm.boot(ctx, test, ["no-such-qemu-here"])
