@@ -24,6 +24,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from edibuild import orphans
 from edibuild.store.fsutil import remove_tree
 
 DEFAULT_ROOT = Path("/dev/shm")
@@ -82,18 +83,8 @@ def remove_stale(root: Path) -> None:
     """Remove the directories of builds whose process is gone."""
     for path in root.iterdir():
         pid = path.name.split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not orphans.alive(int(pid)):
             remove_tree(path, root)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
