@@ -19,6 +19,7 @@ its layers.
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,9 @@ from edibuild.store.yamldigest import file_digest
 LAYER_FORMAT = 2
 # Layers of a project kept besides those of the chain the last build used or made.
 SPARE = 2
+# A layer uploaded or used this recently is never pruned: another build of the same
+# project (another checkout, another terminal) may be about to launch from it.
+RECENT_SECONDS = 600
 COMPRESSION = "zstd"
 
 
@@ -185,13 +189,26 @@ def _recency(image: Image) -> str:
     return max(image.uploaded_at[:19], image.last_used_at[:19])
 
 
-def prune(backend: ContainerBackend, project: Project, keep: Sequence[str]) -> list[str]:
-    """Delete the project's layers outside `keep` (keys), sparing the SPARE newest."""
+def _recent(image: Image, now: float) -> bool:
+    """True if the image was uploaded or used in the last RECENT_SECONDS."""
+    try:
+        stamp = calendar.timegm(time.strptime(_recency(image), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:  # no or an odd time stamp: treat it as old
+        return False
+    return now - stamp < RECENT_SECONDS
+
+
+def prune(
+    backend: ContainerBackend, project: Project, keep: Sequence[str], now: float | None = None
+) -> list[str]:
+    """Delete the project's layers outside `keep` (keys), sparing the SPARE newest and
+    every layer uploaded or used in the last RECENT_SECONDS (a parallel build's)."""
     wanted = {alias(project, k) for k in keep}
+    moment = time.time() if now is None else now
     spare = SPARE
     removed = []
     for name, image in project_layers(backend, project):
-        if name in wanted:
+        if name in wanted or _recent(image, moment):
             continue
         if spare > 0:
             spare -= 1

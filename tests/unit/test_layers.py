@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,23 @@ def test_prune_keeps_the_chain_and_the_newest_spares_only(tmp_path: Path) -> Non
     }
     assert len(layers.remove_all(backend, project)) == 4
     assert backend.aliases() == ["edibuild-0123456789abcdef", layers.alias(other, old[0])]
+
+
+def test_prune_spares_what_a_parallel_build_just_made_or_used(tmp_path: Path) -> None:
+    """Another checkout's fresh layers of the same project are not pruned under it."""
+    project = make_project(tmp_path, ["a", "b"])
+    backend = FakeBackend()
+    now = calendar.timegm((2026, 12, 2, 12, 0, 0, 0, 0, 0))
+    fresh = [f"{n:016x}" for n in range(4)]
+    for n, key in enumerate(fresh):
+        backend.add_image(layers.alias(project, key), f"2026-12-02T11:5{5 + n}:00Z")
+    stale = layers.alias(project, "f" * 16)
+    backend.add_image(stale, "2026-12-01T00:00:00Z")
+    backend.add_image(layers.alias(project, "e" * 16), "2026-11-30T00:00:00Z")
+    backend.add_image(layers.alias(project, "d" * 16), "2026-11-29T00:00:00Z")
+    removed = layers.prune(backend, project, [], now=now)
+    assert removed == [layers.alias(project, "d" * 16)]  # two old spares kept, fresh all kept
+    assert stale in backend.aliases()
 
 
 class FakeBox:
