@@ -127,10 +127,22 @@ def copy_projects(target: Path) -> Path:
                    and (target / p.relative_to(PROJECTS)).read_bytes() == p.read_bytes()
                    for p in PROJECTS.rglob("*") if p.is_file())  # fmt: skip
         if same:
-            return target
+            return _with_container_overlay(target)
         shutil.rmtree(target)
     shutil.copytree(PROJECTS, target)
-    return target
+    return _with_container_overlay(target)
+
+
+def _with_container_overlay(projects: Path) -> Path:
+    """The harness's dev container is root's (no developer account runs the harness), with
+    a workspace beside the projects folder: never a folder in a real user's home."""
+    overlay = projects / "overlays" / "global.yml"
+    overlay.parent.mkdir(exist_ok=True)
+    workspace = projects.parent / "dev-workspace"
+    text = f"container: {{user: root, ssh: false, workspace: {workspace}}}\n"
+    if not overlay.is_file() or overlay.read_text() != text:
+        overlay.write_text(text)
+    return projects
 
 
 class Checkout:
