@@ -9,14 +9,27 @@ that cannot be asked raises Unreachable (with a hint), never a silent False.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from edibuild.lxd import unixhttp
-from edibuild.lxd.endpoints import INSTALL_HINT, candidates
+from edibuild.lxd.endpoints import INSTALL_HINT, Endpoint, candidates
 from edibuild.lxd.errors import Denied, Refused, Unreachable
+
+
+def _first_answer(tried: Sequence[Endpoint], path: str) -> tuple[Endpoint, unixhttp.Reply]:
+    """GET `path` from the first local daemon that answers; Unreachable when none does."""
+    for endpoint in tried:
+        try:
+            return endpoint, unixhttp.request(endpoint.socket, path, timeout=5.0)
+        except Denied:
+            raise
+        except Unreachable:
+            continue
+    names = ", ".join(e.url for e in tried)
+    raise Unreachable(f"no LXD daemon answers (tried: {names})", hint=INSTALL_HINT)
 
 
 def _exists_locally(
@@ -26,18 +39,10 @@ def _exists_locally(
     tried = candidates(settings, env, root)
     if not tried[0].is_local:
         return None
-    for endpoint in tried:
-        try:
-            reply = unixhttp.request(endpoint.socket, path, timeout=5.0)
-        except Denied:
-            raise
-        except Unreachable:
-            continue
-        if reply.status in (200, 404):
-            return reply.status == 200
-        raise Refused(f"{endpoint.url}: GET {path} returned HTTP {reply.status}: {reply.error}")
-    names = ", ".join(e.url for e in tried)
-    raise Unreachable(f"no LXD daemon answers (tried: {names})", hint=INSTALL_HINT)
+    endpoint, reply = _first_answer(tried, path)
+    if reply.status in (200, 404):
+        return reply.status == 200
+    raise Refused(f"{endpoint.url}: GET {path} returned HTTP {reply.status}: {reply.error}")
 
 
 def _exists(
@@ -93,21 +98,13 @@ def instance_info(
     tried = candidates(settings, env, root)
     if tried[0].is_local:
         path = f"/1.0/instances/{quote(name, safe='')}"
-        for endpoint in tried:
-            try:
-                reply = unixhttp.request(endpoint.socket, path, timeout=5.0)
-            except Denied:
-                raise
-            except Unreachable:
-                continue
-            if reply.status == 404:
-                return None
-            if reply.status != 200 or not isinstance(reply.metadata, dict):
-                raise Refused(f"{endpoint.url}: GET {path} returned HTTP {reply.status}")
-            meta = reply.metadata
-            return {"status": str(meta.get("status", "")), "config": dict(meta.get("config") or {})}
-        names = ", ".join(e.url for e in tried)
-        raise Unreachable(f"no LXD daemon answers (tried: {names})", hint=INSTALL_HINT)
+        endpoint, reply = _first_answer(tried, path)
+        if reply.status == 404:
+            return None
+        if reply.status != 200 or not isinstance(reply.metadata, dict):
+            raise Refused(f"{endpoint.url}: GET {path} returned HTTP {reply.status}")
+        meta = reply.metadata
+        return {"status": str(meta.get("status", "")), "config": dict(meta.get("config") or {})}
     from edibuild.lxd import client
 
     box = client.connect(settings, env=env).instance(name)
