@@ -152,6 +152,27 @@ def _failed(line: str, proc: subprocess.CompletedProcess[bytes], log: Path | Non
     return CommandFailed(f'"{line}" {_describe_exit(proc.returncode)}{detail}{where}')
 
 
+def _environment(env: Mapping[str, str] | None, owned: bool) -> dict[str, str]:
+    """The child's environment: edibuild's tool path, marked as this build's when owned."""
+    full_env = toolpath.child_environment(env)
+    if owned:
+        full_env[orphans.OWNER_ENV] = orphans.mark()
+    else:
+        full_env.pop(orphans.OWNER_ENV, None)
+    return full_env
+
+
+def _open_log(log: Path | None, line: str) -> IO[bytes] | None:
+    """Open `log` for appending and write the command line, so the log says what ran."""
+    if log is None:
+        return None
+    log.parent.mkdir(parents=True, exist_ok=True)
+    logf = log.open("ab")
+    logf.write(f"$ {line}\n".encode())
+    logf.flush()
+    return logf
+
+
 def run(
     argv: Sequence[StrPath],
     *,
@@ -172,29 +193,18 @@ def run(
     marked as the build's nor ended with it.
     """
     args = [os.fspath(a) for a in argv]
-    full_env = toolpath.child_environment(env)
-    if owned:
-        full_env[orphans.OWNER_ENV] = orphans.mark()
-    else:
-        full_env.pop(orphans.OWNER_ENV, None)
     line = command_line(args)
-    logf = None
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        logf = log.open("ab")
-        logf.write(f"$ {line}\n".encode())
-        logf.flush()
+    logf = _open_log(log, line)
     stdout = subprocess.PIPE if capture else (logf or subprocess.DEVNULL)
     stderr = logf if logf is not None else subprocess.PIPE
     started = time.monotonic()
     try:
         code, out, err = _communicate(
-            args, cwd=cwd, env=full_env, input=input, stdout=stdout, stderr=stderr,
-            timeout=timeout, owned=owned,
+            args, cwd=cwd, env=_environment(env, owned), input=input, stdout=stdout,
+            stderr=stderr, timeout=timeout, owned=owned,
         )  # fmt: skip
         if logf is not None:  # where a stage's time goes, command by command
-            seconds = time.monotonic() - started
-            logf.write(f"# exit {code} after {seconds:.1f} s\n".encode())
+            logf.write(f"# exit {code} after {time.monotonic() - started:.1f} s\n".encode())
     except FileNotFoundError as exc:
         raise _not_found(args[0], line) from exc
     except subprocess.TimeoutExpired as exc:

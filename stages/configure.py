@@ -25,29 +25,26 @@ import contextlib
 import functools
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edibuild.config.includes import read_layer
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
-from edibuild.errors import StageFailed
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
-from edibuild.lxd import devices, mirrors, names
+from edibuild.lxd import names
+from edibuild.lxd.buildnet import Network, network_for, proxy_hosts
 from edibuild.lxd.errors import BackendError, Refused
-from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
+from edibuild.lxd.protocol import ContainerBackend, Instance
 from edibuild.run import say
-from edibuild.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from edibuild.ansible import playbook
-    from edibuild.lxd import aptproxy, client, layers
+    from edibuild.lxd import client, layers
     from edibuild.lxd.layers import Plan
 else:  # loaded when a build needs them, not at every doit start
-    aptproxy = lazy_import("edibuild.lxd.aptproxy")
     layers = lazy_import("edibuild.lxd.layers")
     client = lazy_import("edibuild.lxd.client")
     playbook = lazy_import("edibuild.ansible.playbook")
@@ -173,66 +170,6 @@ def create_profiles(backend: ContainerBackend, project: Project, name: str) -> l
         backend.create_profile(profile, spec, names.labels(project.name, transient=True))
         made.append(profile)
     return made
-
-
-def proxy_hosts(project: Project) -> list[str]:
-    """Return the hosts the apt proxy may forward to: the mirror plus `lxd.proxy_hosts`."""
-    extra = [f"http://{h}/" for h in project.lxd.proxy_hosts]
-    return mirrors.mirror_hosts([project.bootstrap.mirror, *extra])
-
-
-APT_PROXY_CONF = "/etc/apt/apt.conf.d/00edibuild-proxy"
-
-
-@dataclass
-class Network:
-    """How the container reaches the mirror: the LXD network, or the host's apt proxy."""
-
-    mode: str
-    devices: Devices = field(default_factory=dict)
-    server: Any = None
-
-    def prepare(self, box: Instance) -> None:
-        """Point apt in the container at the proxy (proxy mode only)."""
-        if self.server is not None:
-            conf = b'Acquire::http::Proxy "http://127.0.0.1:3142";\n'
-            box.push(APT_PROXY_CONF, conf, mode=0o644, uid=0, gid=0)
-
-    def unprepare(self, box: Instance) -> None:
-        """Remove the proxy setting again, so the image does not carry it."""
-        if self.server is not None:
-            box.check(["rm", "-f", APT_PROXY_CONF], "removing the apt proxy setting")
-
-    def stats(self) -> Json:
-        """Return the proxy's cache statistics (None without proxy)."""
-        if self.server is None:
-            return None
-        st = self.server.stats
-        return {"hits": st.hits, "misses": st.misses, "refused": st.refused}
-
-
-def _network_mode(backend: ContainerBackend, project: Project) -> str:
-    wanted = project.lxd.network  # auto, default or proxy (checked at load)
-    if wanted == "auto":
-        wanted = "default" if backend.default_network_works() else "proxy"
-    if wanted == "proxy" and not backend.endpoint.is_local:
-        raise StageFailed(
-            f"the remote LXD at {backend.endpoint.url} has no working network",
-            hint="give its default profile a NIC on a managed bridge",
-        )
-    return str(wanted)
-
-
-@contextlib.contextmanager
-def network_for(backend: ContainerBackend, project: Project) -> Iterator[Network]:
-    """Decide the container's network; run the apt proxy for the block if needed."""
-    if _network_mode(backend, project) == "default":
-        yield Network("default")
-        return
-    cache = aptproxy.cache_root(Workspace.from_environment().cache_dir)
-    with aptproxy.serving(proxy_hosts(project), cache) as server:
-        device = devices.proxy(aptproxy.port_of(server))
-        yield Network("proxy", {"edibuild-apt": device}, server)
 
 
 def _run_playbooks(

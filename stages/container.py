@@ -57,11 +57,12 @@ from edibuild.errors import StageFailed
 from edibuild.host import emulation
 from edibuild.lazy import lazy_import
 from edibuild.lxd import aptproxyd, names, probe
+from edibuild.lxd.buildnet import proxy_hosts
 from edibuild.lxd.errors import Unreachable
 from edibuild.lxd.protocol import Instance
 from edibuild.run import say
 from edibuild.store.fsutil import digest_json, sha256_file
-from stages.configure import bootstrap_vars, proxy_hosts
+from stages.configure import bootstrap_vars
 
 if TYPE_CHECKING:
     from edibuild.lxd import client

@@ -15,10 +15,10 @@ from pathlib import PurePosixPath
 from edibuild.dev import accounts, packages
 from edibuild.dev.identity import Identity
 from edibuild.errors import StageFailed
+from edibuild.lxd.buildnet import APT_PROXY_CONF
 from edibuild.lxd.errors import BackendError
 from edibuild.lxd.protocol import Instance
 
-APT_PROXY_CONF = "/etc/apt/apt.conf.d/00edibuild-proxy"
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/00-edibuild-dev.conf"
 TOOL_DIR = "/usr/local/share/edibuild"
 POWEROFF_TIMEOUT = 60.0

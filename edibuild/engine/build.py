@@ -153,43 +153,17 @@ def _repair(session: Session, project: Project, stages: Sequence[str]) -> None:
 
 def _run(session: Session, project: Project, stage: Stage, repairs: int = 2) -> None:
     arts = session.artifacts(project)
-    paths, infos = _upstream_paths(project, stage, arts)
+    upstream = _upstream_paths(project, stage, arts)  # StageFailed before anything else
     inputs = session.inputs(project, stage, session.installed_upstream(project, stage))
-    manifest = read_json(arts.manifest(stage.name))
-    intact = arts.intact(stage.name)
-    info = manifest.get("info") if isinstance(manifest, dict) else None
-    why = explain.reasons(
-        manifest,
-        inputs,
-        outputs_intact=intact,
-        external=explain.external_state(project, stage, info or {}) if intact else (),
-    )
+    why = _reasons(project, stage, arts, inputs)
     say(f"{stage.name}:{project.name}: runs because {'; '.join(why) or RERUN_BY_DOIT}")
     started = time.monotonic()
-    cache = session.cache
-    _recover(cache, project, stage)
-    with cache.lock(stage.name, inputs.key):
-        entry = cache.lookup(stage.name, inputs.key)
-        if entry is not None and not stage.intact(project, mapping(entry.info)):
-            cache.forget(stage.name, inputs.key)
-            entry = None
-        reused = entry is not None
-        changed = [] if reused else _changed_inputs(project, stage, arts)
-        if changed and repairs:
-            _repair(session, project, changed)
-        elif changed:
-            raise StageFailed(
-                f"the inputs from {', '.join(changed)} still differ from their digests "
-                "after building them again",
-                hint="remove the artifact folder of the project and run the build again",
-            )
-        elif entry is None:
-            entry = _build(project, stage, inputs, paths, infos, session)
-        else:
-            say(f"{stage.name}:{project.name}: reused from the cache (key {inputs.key[:12]})")
-    if entry is None:  # its inputs were rebuilt (their digests may differ): start again
+    _recover(session.cache, project, stage)
+    found = _reuse_or_build(session, project, stage, inputs, upstream, repairs)
+    if found is None:  # its inputs were rebuilt (their digests may differ): start again
         _run(session, project, stage, repairs - 1)
         return
+    entry, reused = found
     names = stage.outputs(project)
     entry = dataclasses.replace(
         entry,
@@ -205,9 +179,55 @@ def _run(session: Session, project: Project, stage: Stage, repairs: int = 2) -> 
         "seconds": round(time.monotonic() - started, 3),
         "outputs": {n: o.as_json() for n, o in entry.outputs.items()},
     }
-    arts.install(cache, entry, manifest)
+    arts.install(session.cache, entry, manifest)
     if not reused:  # the new outputs are installed, so protected: fit the budget
-        budget.keep_within(cache, session.workspace.artifacts_dir)
+        budget.keep_within(session.cache, session.workspace.artifacts_dir)
+
+
+def _reasons(
+    project: Project, stage: Stage, arts: ProjectArtifacts, inputs: StageInputs
+) -> list[str]:
+    """Why the stage runs, in words, from its installed manifest and the inputs of now."""
+    manifest = read_json(arts.manifest(stage.name))
+    intact = arts.intact(stage.name)
+    info = manifest.get("info") if isinstance(manifest, dict) else None
+    external = explain.external_state(project, stage, info or {}) if intact else ()
+    return explain.reasons(manifest, inputs, outputs_intact=intact, external=external)
+
+
+def _reuse_or_build(
+    session: Session,
+    project: Project,
+    stage: Stage,
+    inputs: StageInputs,
+    upstream: tuple[dict[str, dict[str, Path]], dict[str, Mapping[str, Json]]],
+    repairs: int,
+) -> tuple[Entry, bool] | None:
+    """The stage's cache entry and whether it was reused; None when its inputs were repaired.
+
+    Under the key's lock, so a second build of the same inputs waits and then reuses.
+    """
+    cache = session.cache
+    with cache.lock(stage.name, inputs.key):
+        entry = cache.lookup(stage.name, inputs.key)
+        if entry is not None and not stage.intact(project, mapping(entry.info)):
+            cache.forget(stage.name, inputs.key)
+            entry = None
+        if entry is not None:
+            say(f"{stage.name}:{project.name}: reused from the cache (key {inputs.key[:12]})")
+            return entry, True
+        changed = _changed_inputs(project, stage, session.artifacts(project))
+        if changed and repairs:
+            _repair(session, project, changed)
+            return None
+        if changed:
+            raise StageFailed(
+                f"the inputs from {', '.join(changed)} still differ from their digests "
+                "after building them again",
+                hint="remove the artifact folder of the project and run the build again",
+            )
+        paths, infos = upstream
+        return _build(project, stage, inputs, paths, infos, session), False
 
 
 def _recover(cache: Cache, project: Project, stage: Stage) -> None:

@@ -80,43 +80,48 @@ def esp_of(layout: Layout) -> Partition:
     return next(p for p in layout.partitions if p.type == "efi")
 
 
-def check_boot_setup(
-    bootloader: BootLoader | None,
-    layout: Layout | None,
-    mender: MenderSettings | None,
-    where: Where,
+def _fail(where: Where, message: str, hint: str, *keys: str) -> NoReturn:
+    """Raise the ConfigError of a boot setup check, located at the key it names."""
+    raise ConfigError(message, hint=hint, location=where(*keys), key=".".join(keys))
+
+
+def _check_slots(
+    bootloader: BootLoader | None, layout: Layout, mender: MenderSettings | None, where: Where
 ) -> None:
-    """Refuse a boot loader without its ESP, and a second root slot without GRUB or Mender."""
-
-    def fail(message: str, hint: str, *keys: str) -> NoReturn:
-        raise ConfigError(message, hint=hint, location=where(*keys), key=".".join(keys))
-
-    if layout is not None and layout.root_b is not None:
-        slot = ("layout", "partitions", layout.root_b.key, "copy_of")
-        if bootloader is None:
-            fail(
-                "a second root slot needs a boot loader that switches between the slots",
-                "add `bootloader: {type: grub-efi}` (GRUB boots the slot Mender chose and "
-                "falls back when the new one does not commit)",
-                *slot,
-            )
-        if mender is None:
-            fail(
-                "a second root slot is for Mender updates: the project needs a `mender` section",
-                "add `mender: {device_type: ..., artifact_name: ...}`",
-                *slot,
-            )
-    if bootloader is None:
+    """Refuse a second root slot without a boot loader to switch to it or Mender to fill it."""
+    if layout.root_b is None:
         return
+    slot = ("layout", "partitions", layout.root_b.key, "copy_of")
+    if bootloader is None:
+        _fail(
+            where,
+            "a second root slot needs a boot loader that switches between the slots",
+            "add `bootloader: {type: grub-efi}` (GRUB boots the slot Mender chose and "
+            "falls back when the new one does not commit)",
+            *slot,
+        )
+    if mender is None:
+        _fail(
+            where,
+            "a second root slot is for Mender updates: the project needs a `mender` section",
+            "add `mender: {device_type: ..., artifact_name: ...}`",
+            *slot,
+        )
+
+
+def _check_esp(layout: Layout | None, where: Where) -> None:
+    """Refuse a boot loader without exactly one vfat EFI system partition at /boot/efi."""
     if layout is None:
-        fail(
+        _fail(
+            where,
             "a boot loader needs a layout with an EFI system partition",
             "add a layout with a partition {filesystem: vfat, type: efi, content: /boot/efi}",
             "bootloader",
         )
     esps = [p for p in layout.partitions if p.type == "efi"]
     if len(esps) != 1:
-        fail(
+        _fail(
+            where,
             f"a boot loader needs exactly one EFI system partition (`type: efi`), "
             f"the layout has {len(esps)}",
             f"add one: {{filesystem: vfat, type: efi, size: 64MiB, content: {ESP_CONTENT}}}",
@@ -125,7 +130,8 @@ def check_boot_setup(
         )
     esp = esps[0]
     if esp.filesystem != "vfat" or esp.content != ESP_CONTENT:
-        fail(
+        _fail(
+            where,
             f"the EFI system partition {esp.key} must be vfat and hold {ESP_CONTENT}",
             f"write {{filesystem: vfat, type: efi, content: {ESP_CONTENT}}}: firmware reads "
             "FAT, and the running system (kernel upgrades, Mender) finds it at /boot/efi",
@@ -133,6 +139,19 @@ def check_boot_setup(
             "partitions",
             esp.key,
         )
+
+
+def check_boot_setup(
+    bootloader: BootLoader | None,
+    layout: Layout | None,
+    mender: MenderSettings | None,
+    where: Where,
+) -> None:
+    """Refuse a boot loader without its ESP, and a second root slot without GRUB or Mender."""
+    if layout is not None:
+        _check_slots(bootloader, layout, mender, where)
+    if bootloader is not None:
+        _check_esp(layout, where)
 
 
 def kernel_consoles(consoles: Sequence[str]) -> list[str]:

@@ -77,19 +77,10 @@ def grub_cfg_single(bootloader: BootLoader, root_uuid: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def grub_cfg_ab(bootloader: BootLoader, part_a: int, part_b: int) -> str:
-    """grub.cfg for Mender's two root partitions (numbers on the ESP's disk), with fallback."""
-    args = kernel_arguments(bootloader, "PARTUUID=$mender_partuuid")
-    env1, env2 = (f"($root)/{name}" for name in ENV_FILES)
-    names = "mender_boot_part upgrade_available bootcount"
-    head = [
-        "# EFI/BOOT/grub.cfg, written by edibuild (edibuild/image/grub.py): Mender's root",
-        f"# partitions A ({part_a}) and B ({part_b}) with fallback. The environment",
-        f"# (mender_boot_part, upgrade_available, bootcount) is in {ENV_FILES[0]} and",
-        f"# {ENV_FILES[1]}, written by grub-mender-grubenv-set in Linux and by save_env here.",
-        *_terminal(bootloader),
-    ]
-    body = f"""\
+# The body of the A/B grub.cfg (str.format fields: part_a, part_b, env1, env2, names, args):
+# Mender's environment read from either copy, the rollback of an update that did not
+# commit, and the boot of the chosen root partition found by its PARTUUID.
+_AB_BODY = """\
 set mender_rootfsa_part={part_a}
 set mender_rootfsb_part={part_b}
 regexp --set=1:mender_disk '^([^,]+),' "$root"
@@ -154,6 +145,23 @@ if [ "$upgrade_available" = 1 ]; then
 fi
 echo "No kernel in root partition $mender_boot_part"
 """
+
+
+def grub_cfg_ab(bootloader: BootLoader, part_a: int, part_b: int) -> str:
+    """grub.cfg for Mender's two root partitions (numbers on the ESP's disk), with fallback."""
+    args = kernel_arguments(bootloader, "PARTUUID=$mender_partuuid")
+    env1, env2 = (f"($root)/{name}" for name in ENV_FILES)
+    names = "mender_boot_part upgrade_available bootcount"
+    head = [
+        "# EFI/BOOT/grub.cfg, written by edibuild (edibuild/image/grub.py): Mender's root",
+        f"# partitions A ({part_a}) and B ({part_b}) with fallback. The environment",
+        f"# (mender_boot_part, upgrade_available, bootcount) is in {ENV_FILES[0]} and",
+        f"# {ENV_FILES[1]}, written by grub-mender-grubenv-set in Linux and by save_env here.",
+        *_terminal(bootloader),
+    ]
+    body = _AB_BODY.format(
+        part_a=part_a, part_b=part_b, env1=env1, env2=env2, names=names, args=args
+    )
     return "\n".join(head) + "\n\n" + body
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -82,6 +83,47 @@ def cache_size(cache: Cache) -> int:
     return sum(size for _, size, _ in _blobs(cache).values())
 
 
+@dataclass
+class _Tally:
+    """What a trim has removed so far, and the size left."""
+
+    total: int
+    entries: int = 0
+    blobs: int = 0
+
+
+def _referenced(entries: list[Path]) -> dict[str, set[str]]:
+    """The blob digests each cache entry (`stage/key`) names."""
+    referenced: dict[str, set[str]] = {}
+    for entry in entries:
+        data = read_json(entry)
+        outputs = data.get("outputs") if isinstance(data, dict) else None
+        referenced[f"{entry.parent.name}/{entry.stem}"] = (
+            _digests(outputs) if isinstance(outputs, dict) else set()
+        )
+    return referenced
+
+
+def _remove_unnamed_blobs(
+    blobs: dict[str, tuple[Path, int, float]],
+    still_used: set[str],
+    blob_root: Path,
+    budget: int,
+    tally: _Tally,
+    remove: Callable[..., object],
+) -> None:
+    """Remove blobs no entry names (left by forgotten entries), oldest first, to fit."""
+    recent = time.time() - FRESH_SECONDS
+    for digest, (path, size, mtime) in sorted(blobs.items(), key=lambda kv: kv[1][2]):
+        if tally.total <= budget:
+            break
+        # A fresh blob may belong to a build that has not written its entry yet.
+        if digest not in still_used and mtime < recent:
+            remove(path, blob_root)
+            tally.total -= size
+            tally.blobs += 1
+
+
 def trim(
     cache: Cache,
     artifacts_root: Path,
@@ -99,41 +141,26 @@ def trim(
     keep_digests, keep_keys = protected_state(artifacts_root)
     blobs = _blobs(cache)
     blob_root, key_root = cache.root / "blobs", cache.root / "keys"
-    total = before = sum(size for _, size, _ in blobs.values())
+    before = sum(size for _, size, _ in blobs.values())
+    tally = _Tally(before)
     entries = sorted(key_root.glob("*/*.json"), key=lambda p: p.lstat().st_mtime)
-    referenced: dict[str, set[str]] = {}
+    referenced = _referenced(entries)
     for entry in entries:
-        data = read_json(entry)
-        outputs = data.get("outputs") if isinstance(data, dict) else None
-        referenced[f"{entry.parent.name}/{entry.stem}"] = (
-            _digests(outputs) if isinstance(outputs, dict) else set()
-        )
-    removed_entries = removed_blobs = 0
-    for entry in entries:
-        if total <= budget:
+        if tally.total <= budget:
             break
         name = f"{entry.parent.name}/{entry.stem}"
         if name in keep_keys or (min_age and entry.lstat().st_mtime > used_lately):
             continue
         remove(entry, key_root)
-        removed_entries += 1
+        tally.entries += 1
         digests = referenced.pop(name)
         still_used = set().union(*referenced.values()) | keep_digests
         for digest in digests - still_used:
             if digest in blobs:
                 path, size, _ = blobs.pop(digest)
                 remove(path, blob_root)
-                total -= size
-                removed_blobs += 1
-    # Blobs no entry names (left by forgotten entries) go too, oldest first.
+                tally.total -= size
+                tally.blobs += 1
     still_used = set().union(*referenced.values()) | keep_digests
-    recent = time.time() - FRESH_SECONDS
-    for digest, (path, size, mtime) in sorted(blobs.items(), key=lambda kv: kv[1][2]):
-        if total <= budget:
-            break
-        # A fresh blob may belong to a build that has not written its entry yet.
-        if digest not in still_used and mtime < recent:
-            remove(path, blob_root)
-            total -= size
-            removed_blobs += 1
-    return TrimReport(before, total, removed_entries, removed_blobs, len(keep_digests))
+    _remove_unnamed_blobs(blobs, still_used, blob_root, budget, tally, remove)
+    return TrimReport(before, tally.total, tally.entries, tally.blobs, len(keep_digests))
