@@ -2,9 +2,11 @@
 
 Input: bootstrap/rootfs (.tar.zst). Output: `image` (lxd-image.json: fingerprint,
 alias, architecture). The image is aliased `edibuild-<key[:16]>` and reused when an
-image with that alias exists. A second alias `edibuild-project-<project>` marks the
-image each project uses, so `clean_external` finds it and an image that no project
-uses any more is deleted when its project moves on to a new one.
+image with that alias exists. A second alias `edibuild-project-<project>-<checkout>` marks
+the image each project uses in each checkout (its artifact folder), so `clean_external`
+finds it and an image that no project of any checkout uses any more is deleted when its
+project moves on to a new one. Two checkouts of one project on different keys (a branch
+beside main) each keep their own image instead of deleting each other's at every run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from edibuild.lxd.errors import Refused
 from edibuild.lxd.metadata import metadata_tarball
 from edibuild.lxd.protocol import ContainerBackend
 from edibuild.run import say
+from edibuild.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from edibuild.lxd import client
@@ -37,8 +40,17 @@ def image_alias(key: str) -> str:
 
 
 def project_alias(project: Project) -> str:
-    """Return the alias that marks the image `project` currently uses."""
-    return names.project_alias(project.name)
+    """Return the alias that marks the image `project` currently uses in this checkout."""
+    return names.project_alias(project.name, Workspace.from_environment().artifacts_dir)
+
+
+def _drop_legacy_alias(backend: ContainerBackend, project: Project) -> None:
+    """Move off the checkout-less alias of earlier versions (this checkout set it, most likely)."""
+    legacy = names.project_alias(project.name)
+    old = backend.image_by_alias(legacy)
+    if old is not None:
+        backend.remove_alias(legacy)
+        _delete_if_orphan(backend, old.fingerprint)
 
 
 def outputs(project: Project) -> Mapping[str, str]:
@@ -114,12 +126,14 @@ def _mark_project_image(backend: ContainerBackend, project: Project, fingerprint
     """Point the project alias at `fingerprint`; delete the project's old image if unused."""
     name = project_alias(project)
     old = backend.image_by_alias(name)
-    if old is not None and old.fingerprint == fingerprint:
-        return
-    if old is not None:
-        backend.remove_alias(name)
-        _delete_if_orphan(backend, old.fingerprint)
-    backend.add_alias(fingerprint, name, f"image used by edibuild {project.name}")
+    if old is None or old.fingerprint != fingerprint:
+        if old is not None:
+            backend.remove_alias(name)
+        where = Workspace.from_environment().artifacts_dir
+        backend.add_alias(fingerprint, name, f"image used by edibuild {project.name} in {where}")
+        if old is not None:
+            _delete_if_orphan(backend, old.fingerprint)
+    _drop_legacy_alias(backend, project)
 
 
 def _delete_if_orphan(backend: ContainerBackend, fingerprint: str) -> None:
@@ -136,7 +150,12 @@ def intact(project: Project, info: Mapping[str, Json]) -> bool:
 
 def clean_external(project: Project) -> None:
     """Delete the LXD image the project uses, unless another project uses it too."""
-    backend = client.connect(project.lxd.connection)
+    clean_external_with(client.connect(project.lxd.connection), project)
+
+
+def clean_external_with(backend: ContainerBackend, project: Project) -> None:
+    """clean_external on a given backend."""
+    _drop_legacy_alias(backend, project)
     name = project_alias(project)
     image = backend.image_by_alias(name)
     if image is not None:

@@ -27,11 +27,13 @@ The scheme, the same for every object:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 
 PREFIX = "edibuild-"
 PROJECT_ALIAS = f"{PREFIX}project-"
@@ -55,9 +57,14 @@ def image_alias(key: str) -> str:
     return f"{PREFIX}{key[:16]}"
 
 
-def project_alias(project: str) -> str:
-    """The alias that marks the image `project` currently uses."""
-    return f"{PROJECT_ALIAS}{project}"
+def project_alias(project: str, artifacts: Path | None = None) -> str:
+    """The alias that marks the image `project` currently uses in the checkout whose artifact
+    folder is `artifacts` (two checkouts of one project build different keys: each keeps its
+    own image); without `artifacts`, the checkout-less alias of edibuild before 2026-12."""
+    if artifacts is None:
+        return f"{PROJECT_ALIAS}{project}"
+    checkout = hashlib.sha256(os.fsencode(artifacts)).hexdigest()[:8]
+    return f"{PROJECT_ALIAS}{project}-{checkout}"
 
 
 def layer_alias(project: str, key: str) -> str:
