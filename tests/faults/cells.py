@@ -33,6 +33,7 @@ from tests.faults import probes
 from tests.faults.checkout import STAGES, Checkout, copy_projects, recovery_tasks
 from tests.faults.concurrency import second_doit, two_checkouts
 from tests.faults.corruption import corrupt_fault
+from tests.faults.decoys import Decoys
 from tests.faults.harness import DEFAULT_SECONDS, Cellrun, Context, P, Reference
 from tests.faults.matrix import Cell, Outcome
 from tests.faults.network import lxd_fault, mirror_fault
@@ -116,7 +117,7 @@ def session(
     dev container) are built for the reference only when one of them is there.
     """
     lxd = probes.Lxd(probes.MAIN_SOCKET)
-    decoys = probes.Decoys(lxd, P)
+    decoys = Decoys(lxd, P)
     decoys.make(tmp / "decoys")
     copy_projects(projects)
     ref = Checkout(tmp / "reference", cache, projects)

@@ -121,7 +121,8 @@ def check_leaks(run: Cellrun, when: str, processes_only: bool = False) -> None:
     leaks = run.outcome.leaks
     roots = [run.root, *{ck.cache for ck in run.checkouts}]
     marks = [m for ck in run.checkouts for m in ck.marks]
-    leaks += [f"{when}: {p}" for p in probes.processes(marks, [run.root])]
+    proxies = probes.apt_proxies({ck.cache for ck in run.checkouts})
+    leaks += [f"{when}: {p}" for p in probes.processes(marks, [run.root], allowed=proxies)]
     leaks += [f"{when}: mount {m}" for m in probes.mounts_under(roots) if not _ours(run, m)]
     leaks += [f"{when}: loop device {d}" for d in probes.loops_under(roots)]
     lxds = [run.lxd] if run.lxd is not None else [run.ctx.lxd]
@@ -132,11 +133,13 @@ def check_leaks(run: Cellrun, when: str, processes_only: bool = False) -> None:
         for name, inst in state.instances.items():
             if inst["owner"] in marks:
                 leaks.append(f"{when}: LXD container {name} of a faulted run")
+        leaks += [f"{when}: {leak}" for leak in probes.forkproxies(state, P)]
         if not processes_only:
             decoy_images = {d.unaliased for d in [*run.decoys, run.ctx.decoys]}
             for fingerprint in decoy_images:
                 state.images.pop(fingerprint, None)
-            leaks += [f"{when}: {leak}" for leak in probes.lxd_leaks(state, DEV_CONTAINER, P)]
+            found = probes.lxd_leaks(state, DEV_CONTAINER, P, proxies)
+            leaks += [f"{when}: {leak}" for leak in found]
     if processes_only:
         return
     for cache in {ck.cache for ck in run.checkouts}:

@@ -24,13 +24,7 @@ from tests.faults import cells, matrix
 SEED = int(os.environ.get("EDIBUILD_FAULT_SEED") or random.SystemRandom().randrange(1 << 31))
 LIGHT = 120.0  # seconds: the most a cell of the default run is guessed to cost
 _SECONDS = dict(cells.DEFAULT_SECONDS)
-# The dev container's apt proxy and proxy device live on with the running container by
-# design (issue 13), and the probes still count them as a faulted run's leaks: until they
-# tell the two apart, container cells run only in the heavy sample.
-NOT_LIGHT = {"container"}
-_LIGHT = [
-    c for c in matrix.cells() if matrix.cost(c, _SECONDS) <= LIGHT and c.stage not in NOT_LIGHT
-]
+_LIGHT = [c for c in matrix.cells() if matrix.cost(c, _SECONDS) <= LIGHT]
 _HEAVY = [c for c in matrix.cells() if c not in _LIGHT]
 SAMPLE = matrix.sample(
     _LIGHT,

@@ -19,6 +19,7 @@ from edibuild.store.artifacts import ProjectArtifacts
 from edibuild.store.cache import Cache
 from tests.faults import probes
 from tests.faults.checkout import PROJECT, STAGES, USER_STAGE, Checkout, Started
+from tests.faults.decoys import Decoys
 from tests.faults.matrix import Cell, Outcome
 
 P = PROJECT
@@ -84,7 +85,7 @@ class Context:
     cache: Path
     projects: Path
     lxd: probes.Lxd
-    decoys: probes.Decoys
+    decoys: Decoys
     reference: Reference
     reference_checkout: Checkout
     say: Callable[[str], None] = print
@@ -109,7 +110,7 @@ class Cellrun:
     outcome: Outcome
     checkouts: list[Checkout] = field(default_factory=list)
     lxd: probes.Lxd | None = None
-    decoys: list[probes.Decoys] = field(default_factory=list)
+    decoys: list[Decoys] = field(default_factory=list)
     mm_before: set[str] = field(default_factory=set)
     started: float = field(default_factory=time.time)
     own_mounts: tuple[str, ...] = ()

@@ -12,17 +12,17 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.faults import probes
 from tests.faults.checks import check_message, check_stale, finish_checks, recover
+from tests.faults.decoys import Decoys, PrivateLxd
 from tests.faults.harness import STOP_SECONDS, Cellrun, P, force, strike, task, warm
 
 
 def lxd_fault(run: Cellrun) -> None:
-    private = probes.PrivateLxd()
+    private = PrivateLxd()
     try:
         private.start()
         run.lxd = private.lxd
-        decoys = probes.Decoys(private.lxd, P)
+        decoys = Decoys(private.lxd, P)
         decoys.make(run.root / "decoys")
         run.decoys.append(decoys)
         ck = run.checkout()
