@@ -205,15 +205,15 @@ def _replace(
         config["raw.idmap"] = idmap.raw_idmap(who.uid, who.gid)
     why = "its inputs changed" if old is not None else "there is none yet"
     say(f"container: making a new {launch.name} as {temporary} ({why})")
-    with launch.ctx.phase("create"):
-        box = backend.create(
-            temporary,
-            fingerprint,
-            profiles=["default"],
-            devices={**profile_devices, **launch.network_devices()},
-            config=config,
-        )
-    try:
+    try:  # from the create on: an interrupt while LXD creates it must remove it too
+        with launch.ctx.phase("create"):
+            box = backend.create(
+                temporary,
+                fingerprint,
+                profiles=["default"],
+                devices={**profile_devices, **launch.network_devices()},
+                config=config,
+            )
         with launch.ctx.phase("prepare"):
             _prepare(launch, box)
         port = None

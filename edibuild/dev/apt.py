@@ -36,7 +36,9 @@ def apt_proxy(hosts: list[str]) -> tuple[Path, aptproxyd.Daemon]:
         return ports.choose(seed, base=ports.PROXY_BASE, span=ports.PROXY_SPAN)
 
     def start(argv: list[str], log: Path) -> None:
-        run(argv, log=log)
+        # Not the build's: it serves the dev containers after this build ends, so the next
+        # build's clean-up of ended builds' processes (edibuild/orphans.py) leaves it alone.
+        run(argv, log=log, owned=False)
 
     daemon = aptproxyd.ensure(state, aptproxy_cache(cache), hosts, choose_port=choose, start=start)
     if daemon.started:

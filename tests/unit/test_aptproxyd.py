@@ -62,3 +62,21 @@ def test_a_stale_pid_file_is_no_proxy(state: Path) -> None:
 def test_no_mirror_no_proxy(state: Path, tmp_path: Path) -> None:
     with pytest.raises(Exception, match="no http:// mirror"):
         aptproxyd.ensure(state, tmp_path, [], choose, start)
+
+
+def test_the_dev_containers_proxy_is_not_the_builds_so_the_next_build_leaves_it_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next build ends the processes of ended builds (orphans.end_orphans); the proxy
+    the container stage starts must outlive its build, so it must not carry the mark."""
+    from edibuild import orphans
+    from edibuild.dev import apt
+
+    monkeypatch.setenv("EDIBUILD_CACHE", str(tmp_path / "cache"))
+    folder, daemon = apt.apt_proxy(["http://deb.debian.org/"])
+    try:
+        assert daemon.started and orphans.alive(daemon.pid)
+        assert orphans.owner_of(daemon.pid) is None
+        assert daemon.pid not in {o.pid for o in orphans.find()}
+    finally:
+        aptproxyd.stop(folder)
