@@ -50,15 +50,22 @@ import json
 import shutil
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
-from edibuild.image import vm
-from edibuild.image.bootfiles import BootFiles, boot_files, newest_kernel
 from edibuild.image.boottest import BootTest, machine_of, ssh_on, ssh_user
-from edibuild.image.bootvm import QEMU, booted, disk_copy, qemu_command, uefi_command
-from edibuild.image.sshlogin import check_ssh, prepare_ssh
+from edibuild.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from edibuild.image import bootfiles, bootvm, sshlogin, vm
+    from edibuild.image.bootfiles import BootFiles
+else:  # loaded when a boot runs, not at every doit start
+    bootfiles = lazy_import("edibuild.image.bootfiles")
+    bootvm = lazy_import("edibuild.image.bootvm")
+    sshlogin = lazy_import("edibuild.image.sshlogin")
+    vm = lazy_import("edibuild.image.vm")
 
 
 def enabled(project: Project) -> bool:
@@ -90,21 +97,21 @@ def build(ctx: StageContext) -> Json:
     with_ssh = ssh_on(test, from_disk)
     started = time.monotonic()
     deadline = started + test.timeout
-    disk = disk_copy(ctx) if from_disk or with_ssh else None
-    access = prepare_ssh(ctx, test, disk) if with_ssh and disk is not None else None
+    disk = bootvm.disk_copy(ctx) if from_disk or with_ssh else None
+    access = sshlogin.prepare_ssh(ctx, test, disk) if with_ssh and disk is not None else None
     port = access.target.port if access is not None else None
     files: BootFiles | None = None
     if from_disk:
         assert disk is not None
-        argv = uefi_command(ctx, test, disk, port)
+        argv = bootvm.uefi_command(ctx, test, disk, port)
     else:
-        files = boot_files(ctx, test)
-        argv = qemu_command(ctx, test, files, disk, port)
+        files = bootfiles.boot_files(ctx, test)
+        argv = bootvm.qemu_command(ctx, test, files, disk, port)
     logged_in: Json = None
-    with booted(ctx, test, argv, deadline) as (machine, seconds):
+    with bootvm.booted(ctx, test, argv, deadline) as (machine, seconds):
         seconds += machine.started - started  # the copy and the key count too
         if access is not None:
-            logged_in = check_ssh(ctx, test, access, started, deadline)
+            logged_in = sshlogin.check_ssh(ctx, test, access, started, deadline)
     ctx.output("console").parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ctx.scratch("console.log"), ctx.output("console"))
     result: dict[str, Json] = {
@@ -118,7 +125,7 @@ def build(ctx: StageContext) -> Json:
         system = logged_in.get("system", {}) if isinstance(logged_in, dict) else {}
         assert isinstance(system, dict)
         result.update(boot="uefi-disk", firmware=str(vm.OVMF),
-                      kernel=system.get("kernel") or newest_kernel(ctx),
+                      kernel=system.get("kernel") or bootfiles.newest_kernel(ctx),
                       cmdline=system.get("cmdline"))  # fmt: skip
     if logged_in is not None:
         result["ssh"] = logged_in
@@ -143,7 +150,7 @@ def config(project: Project) -> Json:
 def tools(project: Project) -> tuple[Tool, ...]:
     """qemu for the image's architecture, what reads the partition images, and the ssh
     client when the test logs in."""
-    qemu = QEMU.get(project.bootstrap.architecture, QEMU["amd64"])
+    qemu = bootvm.QEMU.get(project.bootstrap.architecture, bootvm.QEMU["amd64"])
     needed = [qemu, Tool("timeout", "coreutils"), Tool("cp", "coreutils"),
               Tool("debugfs", "e2fsprogs"), Tool("mcopy", "mtools")]  # fmt: skip
     if ssh_on(settings_of(project), boots_from_disk(project)):

@@ -36,28 +36,10 @@ from typing import TYPE_CHECKING
 
 from edibuild.config.project import Project
 from edibuild.data import Json
-from edibuild.dev import (
-    apt,
-    host,
-    identity,
-    idmap,
-    images,
-    leftovers,
-    ports,
-    profiles,
-    report,
-    setup,
-    swap,
-)
-from edibuild.dev.identity import NoDeveloper
-from edibuild.dev.instances import container_name, ours
-from edibuild.dev.launch import BASE_LABEL, KEY_LABEL, Launch
 from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import StageFailed
-from edibuild.host import emulation
 from edibuild.lazy import lazy_import
-from edibuild.lxd import aptproxyd, names, probe
-from edibuild.lxd.buildnet import proxy_hosts
+from edibuild.lxd import names
 from edibuild.lxd.errors import Unreachable
 from edibuild.lxd.protocol import Instance
 from edibuild.run import say
@@ -65,9 +47,44 @@ from edibuild.store.fsutil import digest_json, sha256_file
 from stages.configure import bootstrap_vars
 
 if TYPE_CHECKING:
-    from edibuild.lxd import client
-else:  # the LXD client is loaded when a build needs it, not at every doit start
+    from edibuild.dev import (
+        apt,
+        host,
+        identity,
+        idmap,
+        images,
+        instances,
+        leftovers,
+        ports,
+        profiles,
+        report,
+        setup,
+        swap,
+    )
+    from edibuild.dev import launch as dev_launch
+    from edibuild.dev.launch import Launch
+    from edibuild.host import emulation
+    from edibuild.lxd import aptproxyd, buildnet, client, probe
+else:  # the dev container's parts and the LXD client are loaded when a build needs them,
+    # not at every doit start (a no-op `doit image:NAME` plans this stage too)
+    apt = lazy_import("edibuild.dev.apt")
+    host = lazy_import("edibuild.dev.host")
+    identity = lazy_import("edibuild.dev.identity")
+    idmap = lazy_import("edibuild.dev.idmap")
+    images = lazy_import("edibuild.dev.images")
+    instances = lazy_import("edibuild.dev.instances")
+    leftovers = lazy_import("edibuild.dev.leftovers")
+    ports = lazy_import("edibuild.dev.ports")
+    profiles = lazy_import("edibuild.dev.profiles")
+    report = lazy_import("edibuild.dev.report")
+    setup = lazy_import("edibuild.dev.setup")
+    swap = lazy_import("edibuild.dev.swap")
+    dev_launch = lazy_import("edibuild.dev.launch")
+    emulation = lazy_import("edibuild.host.emulation")
+    aptproxyd = lazy_import("edibuild.lxd.aptproxyd")
+    buildnet = lazy_import("edibuild.lxd.buildnet")
     client = lazy_import("edibuild.lxd.client")
+    probe = lazy_import("edibuild.lxd.probe")
 
 # Bump when what a dev container is made of changes meaning: containers made before
 # are then replaced (and kept) instead of updated in place.
@@ -85,10 +102,10 @@ def config(project: Project) -> Json:
     share = settings.share
     slice_: dict[str, Json] = {
         "format": FORMAT,
-        "name": container_name(project),
+        "name": instances.container_name(project),
         "ssh": settings.ssh,
         "network": project.lxd.network,
-        "proxy_hosts": proxy_hosts(project),
+        "proxy_hosts": buildnet.proxy_hosts(project),
         "target": settings.target,
         "share": None if share is None else {"source": share.source, "path": share.path},
         "lxd_profiles": [
@@ -97,7 +114,7 @@ def config(project: Project) -> Json:
     }
     try:
         who = identity.developer(settings)
-    except NoDeveloper as exc:
+    except identity.NoDeveloper as exc:
         slice_.update(user=None, workspace=None, problem=exc.message)
     else:
         slice_.update(user=who.as_json(), workspace=identity.workspace(settings, who))
@@ -107,7 +124,7 @@ def config(project: Project) -> Json:
 def _developer_keys(project: Project) -> tuple[Path, ...]:
     try:
         return identity.public_keys(identity.developer(project.container))
-    except NoDeveloper:
+    except identity.NoDeveloper:
         return ()
 
 
@@ -144,7 +161,7 @@ def build(ctx: StageContext) -> Json:
             "another machine's LXD",
             hint="build the dev container with the local LXD (leave lxd.remote out)",
         )
-    launch = Launch(ctx, backend)
+    launch = dev_launch.Launch(ctx, backend)
     for gone in leftovers.remove_leftovers(backend, project):
         say(f"container: removed {gone}, left half-made by an earlier run")
     with ctx.phase("host"):
@@ -154,13 +171,15 @@ def build(ctx: StageContext) -> Json:
         if share is not None:
             Path(share.source).mkdir(parents=True, exist_ok=True)
         if launch.mode == "proxy":
-            launch.proxy = apt.apt_proxy(proxy_hosts(project))
+            launch.proxy = apt.apt_proxy(buildnet.proxy_hosts(project))
     with ctx.phase("image"):
         fingerprint = images.ensure(backend, ctx.input("configure", "container"), project)
     base = base_digest(project, fingerprint)
-    current = backend.instance(launch.name) if ours(backend, launch.name, project) else None
+    current = (
+        backend.instance(launch.name) if instances.ours(backend, launch.name, project) else None
+    )
     kept: swap.Kept | None = None
-    if current is not None and current.config.get(BASE_LABEL) == base:
+    if current is not None and current.config.get(dev_launch.BASE_LABEL) == base:
         with ctx.phase("update in place"):
             box, port = _update(launch, current, base)
     else:
@@ -279,7 +298,7 @@ def _prepare(launch: Launch, box: Instance) -> None:
 def intact(project: Project, info: Mapping[str, Json]) -> bool:
     """True while the container runs with these inputs (and its apt proxy, if it has one)."""
     found = probe.instance_info(project.lxd.connection, str(info.get("name", "")))
-    if found is None or found["config"].get(KEY_LABEL) != info.get("key"):
+    if found is None or found["config"].get(dev_launch.KEY_LABEL) != info.get("key"):
         return False
     if found["status"] != "Running":
         return False

@@ -23,15 +23,15 @@ from edibuild.engine.stage import Stage, StageContext
 from edibuild.lazy import lazy_import
 from edibuild.lxd import names, probe
 from edibuild.lxd.errors import Refused
-from edibuild.lxd.metadata import metadata_tarball
 from edibuild.lxd.protocol import ContainerBackend
 from edibuild.run import say
 from edibuild.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from edibuild.lxd import client
-else:  # the LXD client is loaded when a build needs it, not at every doit start
+    from edibuild.lxd import client, metadata
+else:  # loaded when a build needs them, not at every doit start (tarfile, pylxd)
     client = lazy_import("edibuild.lxd.client")
+    metadata = lazy_import("edibuild.lxd.metadata")
 
 
 def image_alias(key: str) -> str:
@@ -79,7 +79,7 @@ def _import(ctx: StageContext, backend: ContainerBackend, alias: str, arch: str)
     rootfs = ctx.input("bootstrap", "rootfs")
     say(f"import: importing {rootfs.name} as LXD image {alias}")
     props = _properties(ctx)
-    meta = metadata_tarball(arch, ctx.source_date_epoch, props)
+    meta = metadata.metadata_tarball(arch, ctx.source_date_epoch, props)
     fingerprint = split_fingerprint(meta, rootfs)
     if backend.image(fingerprint) is None:
         fingerprint = backend.import_image(rootfs, meta)
