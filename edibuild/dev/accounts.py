@@ -11,55 +11,17 @@ moved. The plan is a list of argv commands, run as root in the container in orde
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from edibuild.dev.identity import Identity
 from edibuild.errors import StageFailed
+from edibuild.passwd import Account, Group, accounts, groups
 
 FIRST_REGULAR = 1000  # Debian's FIRST_UID / FIRST_GID
 LAST_REGULAR = 59999
 SHELL = "/bin/bash"
 PASSWORD = "*"  # matches no password, yet is not "locked": key logins and sudo work
 Argv = list[str]
-
-
-@dataclass(frozen=True)
-class Account:
-    """One /etc/passwd line: name, uid, primary gid, home."""
-
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-
-@dataclass(frozen=True)
-class Group:
-    """One /etc/group line: name and gid."""
-
-    name: str
-    gid: int
-
-
-def accounts(passwd: str) -> list[Account]:
-    """The entries of an /etc/passwd text."""
-    found = []
-    for line in passwd.splitlines():
-        parts = line.split(":")
-        if len(parts) >= 7 and parts[2].isdigit() and parts[3].isdigit():
-            found.append(Account(parts[0], int(parts[2]), int(parts[3]), parts[5]))
-    return found
-
-
-def groups(group: str) -> list[Group]:
-    """The entries of an /etc/group text."""
-    found = []
-    for line in group.splitlines():
-        parts = line.split(":")
-        if len(parts) >= 3 and parts[2].isdigit():
-            found.append(Group(parts[0], int(parts[2])))
-    return found
 
 
 def free_id(taken: Iterable[int]) -> int:

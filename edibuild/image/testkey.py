@@ -12,33 +12,14 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from edibuild import run as runner
 from edibuild.errors import StageFailed
+from edibuild.passwd import Account, find_account
 
 STAT_FIELDS = re.compile(r"User:\s+(\d+)\s+Group:\s+(\d+)")
 MODE = re.compile(r"Mode:\s+(\d+)")
-
-
-@dataclass(frozen=True)
-class Account:
-    """A user of the image: numeric owner and home folder."""
-
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-
-def find_account(passwd: str, user: str) -> Account | None:
-    """The account `user` in an /etc/passwd text, or None."""
-    for line in passwd.splitlines():
-        fields = line.split(":")
-        if len(fields) >= 7 and fields[0] == user and fields[2].isdigit() and fields[3].isdigit():
-            return Account(user, int(fields[2]), int(fields[3]), fields[5])
-    return None
 
 
 def _fs(disk: Path, offset: int) -> str:
