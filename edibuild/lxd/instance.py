@@ -289,18 +289,20 @@ class LxdInstance:
         """Stop (by force) and delete the instance.
 
         LXD refuses to delete an instance that another operation (a stop still running,
-        after a daemon restart say) holds: the delete is tried again for a while.
+        after a daemon restart say) holds, or that runs: a start still under way when an
+        interrupt came (the status read at lookup said Stopped). The stop and the delete
+        are tried again for a while.
         """
-        if self.status != "Stopped":
-            with contextlib.suppress(Refused), translated(f"stopping {self.name}"):
-                self._instance.stop(force=True, wait=True)
+        with contextlib.suppress(Refused), translated(f"stopping {self.name}"):
+            self._instance.stop(force=True, wait=True)  # refused when it is stopped
         for attempt in range(BUSY_TRIES):
             try:
                 with translated(f"deleting {self.name}"):
                     self._instance.delete(wait=True)
                 return
             except Refused as exc:
-                if "busy" not in str(exc).lower() or attempt == BUSY_TRIES - 1:
+                text = str(exc).lower()
+                if ("busy" not in text and "running" not in text) or attempt == BUSY_TRIES - 1:
                     raise
                 time.sleep(1)
                 with contextlib.suppress(Refused), translated(f"stopping {self.name}"):
