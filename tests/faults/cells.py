@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from edibuild.lxd import aptproxyd
 from tests.faults import probes
 from tests.faults.checkout import STAGES, Checkout, copy_projects, recovery_tasks
 from tests.faults.concurrency import second_doit, two_checkouts
@@ -132,6 +133,7 @@ def session(
         # Leave nothing of the project in the machine's LXD (the cache keeps its entries:
         # the next session imports and launches again, and configures from its cache).
         probes.remove_project(lxd, P)
+        aptproxyd.stop(aptproxyd.state_dir(cache))  # the dev container's, gone with it
         decoys.remove()
         shutil.rmtree(ref.root, ignore_errors=True)  # a failed run's folder keeps its logs
         shutil.rmtree(tmp / "decoys", ignore_errors=True)

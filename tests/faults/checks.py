@@ -126,10 +126,12 @@ def check_leaks(run: Cellrun, when: str, processes_only: bool = False) -> None:
     leaks += [f"{when}: mount {m}" for m in probes.mounts_under(roots) if not _ours(run, m)]
     leaks += [f"{when}: loop device {d}" for d in probes.loops_under(roots)]
     lxds = [run.lxd] if run.lxd is not None else [run.ctx.lxd]
+    states = []
     for lxd in lxds:
         if not lxd.answers():
             continue
         state = probes.lxd_state(lxd, P)
+        states.append(state)
         for name, inst in state.instances.items():
             if inst["owner"] in marks:
                 leaks.append(f"{when}: LXD container {name} of a faulted run")
@@ -142,6 +144,11 @@ def check_leaks(run: Cellrun, when: str, processes_only: bool = False) -> None:
             leaks += [f"{when}: {leak}" for leak in found]
     if processes_only:
         return
+    # The dev container lives in the machine's LXD even while a cell uses a private one.
+    if run.lxd is not None and run.ctx.lxd.answers():
+        states.append(probes.lxd_state(run.ctx.lxd, P))
+    users = probes.proxy_users(states, DEV_CONTAINER)
+    leaks += [f"{when}: {s}" for s in probes.unused_proxies(proxies, users)]
     for cache in {ck.cache for ck in run.checkouts}:
         leaks += [f"{when}: {s}" for s in probes.scratch_left(cache, P)]
         leaks += [f"{when}: {s}" for s in probes.held_locks(cache)]

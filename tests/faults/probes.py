@@ -128,11 +128,25 @@ def apt_proxies(caches: Iterable[Path]) -> dict[int, Path]:
     return found
 
 
+def proxy_users(states: Iterable[LxdState], container: str) -> set[str]:
+    """The apt proxy state folders the dev container names, in any of these daemons."""
+    return {s.instances[container]["apt_proxy"] for s in states if container in s.instances}
+
+
+def unused_proxies(proxies: dict[int, Path], users: set[str]) -> list[str]:
+    """The running apt proxies no dev container uses (in any daemon the cell looked at)."""
+    return [
+        f"apt proxy {pid} ({folder}) runs for no dev container"
+        for pid, folder in proxies.items()
+        if os.fspath(folder) not in users
+    ]
+
+
 def lxd_leaks(
     state: LxdState, container: str | None, project: str, proxies: dict[int, Path] | None = None
 ) -> list[str]:
     """What in `state` a finished build would not have left. Its dev container may stay, and
-    with it the apt proxy it uses (`proxies`) and the proxy device that leads there."""
+    with it the proxy device that leads to the apt proxy it uses (`proxies`)."""
     leaks = []
     serving = {os.fspath(s): aptproxyd.port(s) for s in (proxies or {}).values()}
     for name, inst in state.instances.items():
@@ -145,10 +159,6 @@ def lxd_leaks(
                     f"LXD proxy device {apt.APT_DEVICE} on {name} leads to no running apt proxy "
                     f"({inst['apt_connect'] or 'no address'}; proxies: {serving or 'none'})"
                 )
-    users = {i["apt_proxy"] for n, i in state.instances.items() if n == container}
-    for pid, folder in (proxies or {}).items():
-        if os.fspath(folder) not in users:
-            leaks.append(f"apt proxy {pid} ({folder}) runs for no dev container")
     leaks += [f"LXD profile {name}" for name in state.profiles]
     configure = names.configure_prefix(project)
     for fingerprint, image in state.images.items():
