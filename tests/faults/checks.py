@@ -140,7 +140,7 @@ def check_leaks(run: Cellrun, when: str, processes_only: bool = False) -> None:
             decoy_images = {d.unaliased for d in [*run.decoys, run.ctx.decoys]}
             for fingerprint in decoy_images:
                 state.images.pop(fingerprint, None)
-            found = probes.lxd_leaks(state, DEV_CONTAINER, P, proxies)
+            found = probes.lxd_leaks(state, DEV_CONTAINER, P)
             leaks += [f"{when}: {leak}" for leak in found]
     if processes_only:
         return
@@ -148,6 +148,7 @@ def check_leaks(run: Cellrun, when: str, processes_only: bool = False) -> None:
     if run.lxd is not None and run.ctx.lxd.answers():
         states.append(probes.lxd_state(run.ctx.lxd, P))
     users = probes.proxy_users(states, DEV_CONTAINER)
+    proxies |= probes.apt_proxies(Path(u).parent for u in users if u)  # a cell's own cache
     leaks += [f"{when}: {s}" for s in probes.unused_proxies(proxies, users)]
     for cache in {ck.cache for ck in run.checkouts}:
         leaks += [f"{when}: {s}" for s in probes.scratch_left(cache, P)]

@@ -142,22 +142,21 @@ def unused_proxies(proxies: dict[int, Path], users: set[str]) -> list[str]:
     ]
 
 
-def lxd_leaks(
-    state: LxdState, container: str | None, project: str, proxies: dict[int, Path] | None = None
-) -> list[str]:
+def lxd_leaks(state: LxdState, container: str | None, project: str) -> list[str]:
     """What in `state` a finished build would not have left. Its dev container may stay, and
-    with it the proxy device that leads to the apt proxy it uses (`proxies`)."""
+    with it the proxy device that leads to the apt proxy it names (which must run)."""
     leaks = []
-    serving = {os.fspath(s): aptproxyd.port(s) for s in (proxies or {}).values()}
     for name, inst in state.instances.items():
         if name != container:
             leaks.append(f"LXD instance {name} ({inst['status']})")
         elif apt.APT_DEVICE in inst["devices"]:
-            port = serving.get(inst["apt_proxy"])
+            folder = Path(inst["apt_proxy"]) if inst["apt_proxy"] else None
+            running = folder is not None and aptproxyd.running(folder) is not None
+            port = aptproxyd.port(folder) if folder is not None and running else None
             if port is None or inst["apt_connect"] != f"tcp:127.0.0.1:{port}":
                 leaks.append(
                     f"LXD proxy device {apt.APT_DEVICE} on {name} leads to no running apt proxy "
-                    f"({inst['apt_connect'] or 'no address'}; proxies: {serving or 'none'})"
+                    f"({inst['apt_connect'] or 'no address'}; its proxy: {folder})"
                 )
     leaks += [f"LXD profile {name}" for name in state.profiles]
     configure = names.configure_prefix(project)
