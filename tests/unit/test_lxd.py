@@ -53,16 +53,21 @@ def test_devices() -> None:
 class FakeSystemd:
     """Answers systemctl like a container whose boot goes through the given states."""
 
-    def __init__(self, states: list[str], jobs: str, code: int = 1) -> None:
-        self.states, self.jobs, self.code = states, jobs, code
+    def __init__(self, states: list[str], jobs: str, code: int = 1, cancel: int = 0) -> None:
+        self.states, self.jobs, self.code, self.cancel = states, jobs, code, cancel
         self.asked: list[str] = []
+        self.cancelled: list[str] = []
 
     def __call__(self, argv: Sequence[str]) -> Executed:
-        """Answer `is-system-running` (next state, the last one repeats) and `list-jobs`."""
+        """Answer `is-system-running` (next state, the last one repeats), `list-jobs` and
+        `cancel` (which lets the boot go on: the state after it is the next one)."""
         self.asked.append(argv[1])
         if argv[1] == "is-system-running":
             state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
             return Executed(self.code, state.encode() + b"\n", b"")
+        if argv[1] == "cancel":
+            self.cancelled += argv[2:]
+            return Executed(self.cancel, b"", b"")
         return Executed(0, self.jobs.encode(), b"")
 
 
@@ -101,12 +106,33 @@ def test_booted_states_end_the_wait_at_once() -> None:
     assert wait(FakeSystemd(["starting"], "", code=127)).now == 0  # no systemctl at all
 
 
-def test_boot_waiting_only_for_an_fstab_device_counts_as_booted() -> None:
-    """Twice in a row nothing but a device job running: booted as far as it goes here."""
-    systemd = FakeSystemd(["starting"], DEVICE_JOBS)
+def test_boot_waiting_only_for_an_fstab_device_has_those_jobs_cancelled() -> None:
+    """Twice in a row nothing but a device job running: it is cancelled and the boot ends
+    now, not after the 90 s systemd waits for a device a container never gets."""
+    systemd = FakeSystemd(["starting", "starting", "degraded"], DEVICE_JOBS)
     clock = wait(systemd)
-    assert systemd.asked == ["is-system-running", "list-jobs"] * 2
-    assert clock.now == 0.5  # one pause between the two looks, not the 90 s systemd waits
+    assert systemd.asked == ["is-system-running", "list-jobs"] * 2 + ["cancel", "is-system-running"]
+    assert systemd.cancelled == ["56"]
+    assert clock.now == 1.0
+
+
+def test_early_boot_held_by_a_unit_after_an_fstab_mount_is_let_go() -> None:
+    """Mender's tmpfiles run waits for /data: systemd stays `initializing` for 90 s."""
+    jobs = (
+        "23 systemd-fsck@dev-disk-by\\x2dlabel-data.service start waiting\n"
+        "75 timers.target start waiting\n"
+        "41 dev-disk-by\\x2dlabel-data.device start running\n"
+        "20 dev-disk-by\\x2dlabel-ESP.device start running\n"
+    )
+    systemd = FakeSystemd(["initializing", "initializing", "running"], jobs)
+    assert wait(systemd).now == 1.0
+    assert systemd.cancelled == ["41", "20"]
+
+
+def test_a_device_wait_systemd_will_not_cancel_counts_as_booted() -> None:
+    systemd = FakeSystemd(["starting"], DEVICE_JOBS, cancel=1)
+    assert wait(systemd).now == 0.5
+    assert systemd.asked[-1] == "cancel"
 
 
 def test_boot_with_a_service_still_starting_is_waited_for() -> None:
