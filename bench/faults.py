@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"Measured {matrix.now()} with `python bench/faults.py --seed {args.seed}"
         f"{f' --runs {args.runs}' if args.runs != 1 else ''}"
+        f"{''.join(f' --stage {stage}' for stage in args.stage or ())}"
+        f"{''.join(f' --fault {shlex.quote(fault)}' for fault in args.fault or ())}"
         f"{''.join(f' --only {shlex.quote(only)}' for only in args.only or ())}"
         f"{f' --sample {args.sample:g}' if args.sample else ''}` on {matrix.machine()}."
     )
