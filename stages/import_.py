@@ -124,12 +124,12 @@ def build(ctx: StageContext) -> Json:
 
 def _mark_project_image(backend: ContainerBackend, project: Project, fingerprint: str) -> None:
     """Point the project alias at `fingerprint`; delete the project's old image if unused."""
-    name = project_alias(project)
+    where = Workspace.from_environment().artifacts_dir
+    name = names.project_alias(project.name, where)
     old = backend.image_by_alias(name)
     if old is None or old.fingerprint != fingerprint:
         if old is not None:
             backend.remove_alias(name)
-        where = Workspace.from_environment().artifacts_dir
         backend.add_alias(fingerprint, name, f"image used by edibuild {project.name} in {where}")
         if old is not None:
             _delete_if_orphan(backend, old.fingerprint)
