@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,11 +28,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.faults import cells, matrix  # noqa: E402
+from tests.faults import cells, ledger, matrix  # noqa: E402
 from tests.faults.checkout import STAGES  # noqa: E402
 
 OUT = REPO / "bench" / "faults-out"
 RESULTS = REPO / "bench" / "faults.md"
+LEDGER = REPO / "bench" / "faults-ledger.jsonl"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -46,6 +48,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample", type=float, help="a random sample worth about N seconds")
     parser.add_argument("--cache", type=Path, default=OUT / "cache", help="the shared cache")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results file")
+    parser.add_argument("--ledger", type=Path, default=LEDGER, help="the record of runs")
     parser.add_argument("--no-record", action="store_true", help="do not write the results")
     return parser.parse_args(argv)
 
@@ -71,16 +74,35 @@ def _coverage(outcomes: list[matrix.Outcome]) -> str:
     )
 
 
-def write(path: Path, outcomes: list[matrix.Outcome], header: str, started: float) -> None:
+def commit() -> str:
+    """The checkout's commit, marked when edibuild's code differs from it."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                            "edibuild", "stages", "dodo.py", "tests/faults"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return f"{head or 'unknown'}{' with local changes' if dirty else ''}"
+
+
+def _session_line(s: ledger.Session) -> str:
+    return f"- {s.date}: `{s.command}` at commit {s.commit} on {s.machine}, {s.minutes:.0f} min"
+
+
+def write(path: Path, sessions: list[ledger.Session], outcomes: list[matrix.Outcome]) -> None:
+    """Render the results file from the latest runs of each cell."""
     failures = [o for o in outcomes if not o.passed]
+    minutes = sum(s.minutes for s in sessions)
     lines = [
         "# edibuild fault matrix",
         "",
-        header,
-        "",
-        f"**{matrix.totals(outcomes)}.** Wall time {(time.monotonic() - started) / 60:.0f} min.",
+        f"**{matrix.totals(outcomes)}.** Wall time {minutes:.0f} min.",
         "",
         _coverage(outcomes),
+        "",
+        "Measured in these sessions (each row shows the latest session that ran its cell;",
+        "every run is in `bench/faults-ledger.jsonl`):",
+        "",
+        *[_session_line(s) for s in sessions],
         "",
         "A run *landed* when the fault struck while the stage was building (a signal that",
         "came after the stage had finished, or a disk that did not fill, is still a run: what",
@@ -139,17 +161,20 @@ def main(argv: list[str] | None = None) -> int:
                                           "seconds": round(outcome.seconds)}) + "\n")  # fmt: skip
     print(matrix.table(outcomes))
     print(matrix.totals(outcomes))
-    header = (
-        f"Measured {matrix.now()} with `python bench/faults.py --seed {args.seed}"
+    command = (
+        f"python bench/faults.py --seed {args.seed}"
         f"{f' --runs {args.runs}' if args.runs != 1 else ''}"
         f"{''.join(f' --stage {stage}' for stage in args.stage or ())}"
         f"{''.join(f' --fault {shlex.quote(fault)}' for fault in args.fault or ())}"
         f"{''.join(f' --only {shlex.quote(only)}' for only in args.only or ())}"
-        f"{f' --sample {args.sample:g}' if args.sample else ''}` on {matrix.machine()}."
+        f"{f' --sample {args.sample:g}' if args.sample else ''}"
     )
     if not args.no_record:
-        write(args.results, outcomes, header, started)
-        print(f"faults: wrote {args.results}")
+        minutes = (time.monotonic() - started) / 60
+        recorded = ledger.Session(matrix.now(), command, commit(), matrix.machine(), minutes)
+        ledger.append(args.ledger, recorded, outcomes)
+        write(args.results, *ledger.latest(args.ledger))
+        print(f"faults: wrote {args.results} and {args.ledger}")
     return 0 if all(o.passed for o in outcomes) else 1
 
 
