@@ -34,17 +34,18 @@ from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
-from edibuild.lxd import names
-from edibuild.lxd.buildnet import Network, network_for, proxy_hosts
+from edibuild.lxd import mirrors, names
 from edibuild.lxd.errors import BackendError, Refused
-from edibuild.lxd.protocol import ContainerBackend, Instance
 from edibuild.run import say
 
 if TYPE_CHECKING:
     from edibuild.ansible import playbook
-    from edibuild.lxd import client, layers
+    from edibuild.lxd import buildnet, client, layers
+    from edibuild.lxd.buildnet import Network
     from edibuild.lxd.layers import Plan
+    from edibuild.lxd.protocol import ContainerBackend, Instance
 else:  # loaded when a build needs them, not at every doit start
+    buildnet = lazy_import("edibuild.lxd.buildnet")
     layers = lazy_import("edibuild.lxd.layers")
     client = lazy_import("edibuild.lxd.client")
     playbook = lazy_import("edibuild.ansible.playbook")
@@ -117,7 +118,7 @@ def config(project: Project) -> dict[str, Json]:
             {"key": n.key, "parameters": dict(n.parameters)} for n in project.lxd_profiles
         ],
         "mirror": boot.mirror,
-        "proxy_hosts": proxy_hosts(project),
+        "proxy_hosts": mirrors.proxy_hosts(project),
         "source_date_epoch": source_date_epoch(project),
     }
 
@@ -288,7 +289,7 @@ def build(ctx: StageContext) -> Json:
     published = ctx.scratch("published.tar")
     with contextlib.ExitStack() as stack:
         stack.callback(_remove_at_end, backend, name)
-        network = stack.enter_context(network_for(backend, ctx.project))
+        network = stack.enter_context(buildnet.network_for(backend, ctx.project))
         with ctx.phase("launch"):
             box = _launch(ctx, backend, name, plan, image, network)
             _prepare(box, network)

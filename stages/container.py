@@ -39,9 +39,8 @@ from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import StageFailed
 from edibuild.lazy import lazy_import
-from edibuild.lxd import names
+from edibuild.lxd import mirrors, names
 from edibuild.lxd.errors import Unreachable
-from edibuild.lxd.protocol import Instance
 from edibuild.run import say
 from edibuild.store.fsutil import digest_json, sha256_file
 from stages.configure import bootstrap_vars
@@ -65,6 +64,7 @@ if TYPE_CHECKING:
     from edibuild.dev.launch import Launch
     from edibuild.host import emulation
     from edibuild.lxd import aptproxyd, buildnet, client, probe
+    from edibuild.lxd.protocol import Instance
 else:  # the dev container's parts and the LXD client are loaded when a build needs them,
     # not at every doit start (a no-op `doit image:NAME` plans this stage too)
     apt = lazy_import("edibuild.dev.apt")
@@ -105,7 +105,7 @@ def config(project: Project) -> Json:
         "name": instances.container_name(project),
         "ssh": settings.ssh,
         "network": project.lxd.network,
-        "proxy_hosts": buildnet.proxy_hosts(project),
+        "proxy_hosts": mirrors.proxy_hosts(project),
         "target": settings.target,
         "share": None if share is None else {"source": share.source, "path": share.path},
         "lxd_profiles": [
@@ -171,7 +171,7 @@ def build(ctx: StageContext) -> Json:
         if share is not None:
             Path(share.source).mkdir(parents=True, exist_ok=True)
         if launch.mode == "proxy":
-            launch.proxy = apt.apt_proxy(buildnet.proxy_hosts(project))
+            launch.proxy = apt.apt_proxy(mirrors.proxy_hosts(project))
     with ctx.phase("image"):
         fingerprint = images.ensure(backend, ctx.input("configure", "container"), project)
     base = base_digest(project, fingerprint)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edibuild.config.project import Project
 from edibuild.config.values import bad_character
 from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import StageFailed
-from edibuild.image.fsimage import derive_hex, derive_uuid
 from edibuild.image.layout import (
     PART_TYPES,
     SECTOR,
@@ -30,6 +30,12 @@ from edibuild.image.layout import (
     layout_of,
     place,
 )
+from edibuild.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from edibuild.image import fsimage
+else:  # only a build needs it, not planning
+    fsimage = lazy_import("edibuild.image.fsimage")
 
 CHUNK = 1024 * 1024
 ZEROS = bytes(CHUNK)
@@ -38,14 +44,14 @@ ZEROS = bytes(CHUNK)
 def sfdisk_script(plan: DiskPlan, key: str) -> str:
     """Return the sfdisk script of a plan: fixed disk id, sectors, types, flags, names."""
     gpt = plan.table == "gpt"
-    label_id = derive_uuid(key, "disk") if gpt else "0x" + derive_hex(key, "disk")
+    label_id = fsimage.derive_uuid(key, "disk") if gpt else "0x" + fsimage.derive_hex(key, "disk")
     lines = [f"label: {'gpt' if gpt else 'dos'}", f"label-id: {label_id}", "unit: sectors", ""]
     for placed in plan.placements:
         part = placed.partition
         mbr_type, gpt_type = PART_TYPES[part.type]
         fields = [f"start={placed.start // SECTOR}", f"size={placed.size // SECTOR}"]
         if gpt:
-            fields += [f"type={gpt_type}", f"uuid={derive_uuid(key, 'part:' + part.name)}",
+            fields += [f"type={gpt_type}", f"uuid={fsimage.derive_uuid(key, 'part:' + part.name)}",
                        f'name="{_script_text(part.label)}"']  # fmt: skip
             if part.bootable:
                 fields.append("attrs=LegacyBIOSBootable")

@@ -18,13 +18,19 @@ import contextlib
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.image.reproducible import source_date_epoch
+from edibuild.lazy import lazy_import
 from edibuild.run import output, say
-from edibuild.store import ramscratch
+
+if TYPE_CHECKING:
+    from edibuild.store import ramscratch
+else:  # only a build needs it, not planning
+    ramscratch = lazy_import("edibuild.store.ramscratch")
 
 # Directories whose whole contents never belong in an image (the directories stay).
 # var/log/journal: the build container's journal, in a directory named by its machine

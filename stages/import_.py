@@ -23,12 +23,12 @@ from edibuild.engine.stage import Stage, StageContext
 from edibuild.lazy import lazy_import
 from edibuild.lxd import names, probe
 from edibuild.lxd.errors import Refused
-from edibuild.lxd.protocol import ContainerBackend
 from edibuild.run import say
 from edibuild.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from edibuild.lxd import client, metadata
+    from edibuild.lxd.protocol import ContainerBackend
 else:  # loaded when a build needs them, not at every doit start (tarfile, pylxd)
     client = lazy_import("edibuild.lxd.client")
     metadata = lazy_import("edibuild.lxd.metadata")

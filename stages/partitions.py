@@ -19,15 +19,23 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.errors import CommandFailed, ConfigError, StageFailed
-from edibuild.image import fsimage, grub
+from edibuild.image import grub
 from edibuild.image.imagefiles import ImageFile, image_files
 from edibuild.image.layout import Layout, Partition, auto_size, format_size, layout_of
-from edibuild.store import ramscratch
+from edibuild.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from edibuild.image import fsimage
+    from edibuild.store import ramscratch
+else:  # only a build needs them, not planning
+    fsimage = lazy_import("edibuild.image.fsimage")
+    ramscratch = lazy_import("edibuild.store.ramscratch")
 
 TOOLS = {
     "ext4": (Tool("mkfs.ext4", "e2fsprogs"), Tool("debugfs", "e2fsprogs"),

@@ -15,10 +15,11 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from doit.exceptions import TaskFailed
 
-from edibuild import interrupt, orphans, space
+from edibuild import interrupt, orphans
 from edibuild.config.project import Project
 from edibuild.data import Json, mapping
 from edibuild.engine import budget, explain
@@ -27,10 +28,16 @@ from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import EdibuildError, StageFailed
 from edibuild.image.reproducible import source_date_epoch
+from edibuild.lazy import lazy_import
 from edibuild.run import say
 from edibuild.store.artifacts import ProjectArtifacts
 from edibuild.store.cache import Cache, Entry
 from edibuild.store.fsutil import read_json, remove_file, sha256_file
+
+if TYPE_CHECKING:
+    from edibuild import space
+else:  # only a build needs it, not planning or a no-op
+    space = lazy_import("edibuild.space")
 
 # When doit's records differ from the stage manifest (e.g. `doit -a`, a forgotten task).
 RERUN_BY_DOIT = "doit's records say so (forced, forgotten, or an edit during the last build)"

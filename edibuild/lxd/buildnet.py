@@ -18,19 +18,13 @@ from edibuild.data import Json
 from edibuild.errors import StageFailed
 from edibuild.lazy import lazy_import
 from edibuild.lxd import devices, mirrors
-from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
 from edibuild.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from edibuild.lxd import aptproxy
+    from edibuild.lxd.protocol import ContainerBackend, Devices, Instance
 else:  # loaded when a build needs it, not at every doit start
     aptproxy = lazy_import("edibuild.lxd.aptproxy")
-
-
-def proxy_hosts(project: Project) -> list[str]:
-    """Return the hosts the apt proxy may forward to: the mirror plus `lxd.proxy_hosts`."""
-    extra = [f"http://{h}/" for h in project.lxd.proxy_hosts]
-    return mirrors.mirror_hosts([project.bootstrap.mirror, *extra])
 
 
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/00edibuild-proxy"
@@ -82,6 +76,6 @@ def network_for(backend: ContainerBackend, project: Project) -> Iterator[Network
         yield Network("default")
         return
     cache = aptproxy.cache_root(Workspace.from_environment().cache_dir)
-    with aptproxy.serving(proxy_hosts(project), cache) as server:
+    with aptproxy.serving(mirrors.proxy_hosts(project), cache) as server:
         device = devices.proxy(aptproxy.port_of(server))
         yield Network("proxy", {"edibuild-apt": device}, server)

@@ -7,7 +7,17 @@ configuration slice needs the list on every doit command, the server only in a b
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from edibuild.config.project import Project
+
+
+def proxy_hosts(project: Project) -> list[str]:
+    """Return the hosts the apt proxy may forward to: the mirror plus `lxd.proxy_hosts`."""
+    extra = [f"http://{h}/" for h in project.lxd.proxy_hosts]
+    return mirror_hosts([project.bootstrap.mirror, *extra])
 
 
 def mirror_hosts(urls: Iterable[str]) -> list[str]:
