@@ -16,7 +16,6 @@ tests/faults/cells.py for what is checked, and README.md for the promise it meas
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shlex
@@ -137,6 +136,19 @@ def main(argv: list[str] | None = None) -> int:
     tmp = OUT / "runs"
     tmp.mkdir(parents=True, exist_ok=True)
     args.cache.mkdir(parents=True, exist_ok=True)
+    command = (
+        f"python bench/faults.py --seed {args.seed}"
+        f"{f' --runs {args.runs}' if args.runs != 1 else ''}"
+        f"{''.join(f' --stage {stage}' for stage in args.stage or ())}"
+        f"{''.join(f' --fault {shlex.quote(fault)}' for fault in args.fault or ())}"
+        f"{''.join(f' --only {shlex.quote(only)}' for only in args.only or ())}"
+        f"{f' --sample {args.sample:g}' if args.sample else ''}"
+    )
+    date, code, machine = matrix.now(), commit(), matrix.machine()
+
+    def running() -> ledger.Session:
+        return ledger.Session(date, command, code, machine, (time.monotonic() - started) / 60)
+
     outcomes: list[matrix.Outcome] = []
     session = tmp / f"session-{os.getpid()}"
     with cells.session(session, args.cache, args.cache.parent / "projects") as ctx:
@@ -153,26 +165,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"{'; '.join(outcome.notes)}", flush=True)  # fmt: skip
                 if not outcome.passed:
                     print(outcome.problems(), flush=True)
-                with (OUT / "outcomes.jsonl").open("a") as log:
-                    log.write(json.dumps({"stage": cell.stage, "fault": cell.fault,
-                                          "seed": seed, "passed": outcome.passed,
-                                          "landed": outcome.landed, "notes": outcome.notes,
-                                          "problems": outcome.problems(),
-                                          "seconds": round(outcome.seconds)}) + "\n")  # fmt: skip
+                # Each run as it ends, in the ledger's form: an interrupted session's runs
+                # can still be added to the ledger (append these lines to it).
+                ledger.append(OUT / "outcomes.jsonl", running(), [outcome])
     print(matrix.table(outcomes))
     print(matrix.totals(outcomes))
-    command = (
-        f"python bench/faults.py --seed {args.seed}"
-        f"{f' --runs {args.runs}' if args.runs != 1 else ''}"
-        f"{''.join(f' --stage {stage}' for stage in args.stage or ())}"
-        f"{''.join(f' --fault {shlex.quote(fault)}' for fault in args.fault or ())}"
-        f"{''.join(f' --only {shlex.quote(only)}' for only in args.only or ())}"
-        f"{f' --sample {args.sample:g}' if args.sample else ''}"
-    )
     if not args.no_record:
-        minutes = (time.monotonic() - started) / 60
-        recorded = ledger.Session(matrix.now(), command, commit(), matrix.machine(), minutes)
-        ledger.append(args.ledger, recorded, outcomes)
+        ledger.append(args.ledger, running(), outcomes)
         write(args.results, *ledger.latest(args.ledger))
         print(f"faults: wrote {args.results} and {args.ledger}")
     return 0 if all(o.passed for o in outcomes) else 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tests.faults.matrix import Cell, Outcome
@@ -24,7 +24,7 @@ class Session:
     command: str
     commit: str
     machine: str
-    minutes: float
+    minutes: float = field(compare=False)
 
 
 def append(path: Path, session: Session, outcomes: Iterable[Outcome]) -> None:
@@ -42,11 +42,13 @@ def append(path: Path, session: Session, outcomes: Iterable[Outcome]) -> None:
 def latest(path: Path) -> tuple[list[Session], list[Outcome]]:
     """Per cell, the runs of the latest session that ran it; and those sessions, oldest first."""
     by_cell: dict[Cell, tuple[Session, list[Outcome]]] = {}
+    longest: dict[Session, float] = {}  # rows written as runs end carry the time so far
     if not path.exists():
         return [], []
     for line in path.read_text().splitlines():
         row = json.loads(line)
         session = Session(**row["session"])
+        longest[session] = max(longest.get(session, 0.0), session.minutes)
         cell = Cell(row["stage"], row["fault"])
         outcome = Outcome(
             cell, row["seed"], row["landed"], row["stale"], row["leaks"], row["failed"],
@@ -57,9 +59,7 @@ def latest(path: Path) -> tuple[list[Session], list[Outcome]]:
             by_cell[cell] = (session, [outcome])  # a later session replaces the cell's rows
         else:
             seen[1].append(outcome)
-    sessions: list[Session] = []
-    for session, _ in by_cell.values():
-        if session not in sessions:
-            sessions.append(session)
+    shown = {session for session, _ in by_cell.values()}
+    sessions = [replace(s, minutes=longest[s]) for s in shown]
     sessions.sort(key=lambda s: s.date)
     return sessions, [o for _, runs in by_cell.values() for o in runs]

@@ -26,3 +26,14 @@ def test_a_later_session_replaces_the_cells_it_ran_and_keeps_the_others(tmp_path
 
 def test_no_ledger_means_no_runs(tmp_path: Path) -> None:
     assert ledger.latest(tmp_path / "missing.jsonl") == ([], [])
+
+
+def test_runs_logged_as_they_end_make_one_session_with_its_longest_time(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    cell = Cell("bmap", "SIGINT")
+    for minutes, seed in ((1.0, 1), (3.0, 2), (2.0, 3)):
+        session = ledger.Session("2026-01-01", "python bench/faults.py", "abc", "vm", minutes)
+        ledger.append(path, session, [Outcome(cell, seed)])
+    sessions, outcomes = ledger.latest(path)
+    assert [(s.date, s.minutes) for s in sessions] == [("2026-01-01", 3.0)]
+    assert [o.seed for o in outcomes] == [1, 2, 3]
