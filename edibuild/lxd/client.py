@@ -26,7 +26,7 @@ from edibuild.lxd.endpoints import INSTALL_HINT, Endpoint, find_endpoint
 from edibuild.lxd.errors import NotFound, Unreachable
 from edibuild.lxd.instance import LxdInstance
 from edibuild.lxd.protocol import Devices, Image
-from edibuild.lxd.translate import translated
+from edibuild.lxd.translate import LOST_HINT, translated
 
 REMOTE_HINT = (
     "check the address (the server listens once `lxc config set core.https_address :8443`), "
@@ -60,6 +60,8 @@ def open_endpoint(endpoint: Endpoint, timeout: float | None = 30) -> LxdBackend:
         )
     except (exceptions.ClientConnectionFailed, requests.exceptions.RequestException) as exc:
         raise Unreachable(f"cannot reach LXD at {endpoint.url}: {exc}", hint=hint) from exc
+    except exceptions.LXDAPIException as exc:  # it answers, with an error (starting, stopping)
+        raise Unreachable(f"the LXD at {endpoint.url} answers: {exc}", hint=LOST_HINT) from exc
     if client.host_info.get("auth") != "trusted":
         raise Unreachable(
             f"the LXD at {endpoint.url} does not trust this client's certificate",

@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from edibuild.lxd import client
 from edibuild.lxd.errors import Unreachable
+from tests.fake_lxd import Status, serving
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -101,3 +102,13 @@ def test_nothing_listening_is_unreachable() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(Unreachable, match=f"cannot reach LXD at https://127.0.0.1:{port}"):
         client.connect({"remote": f"https://127.0.0.1:{port}"}, env={})
+
+
+def test_a_daemon_answering_with_an_error_is_unreachable_with_a_hint(short_tmp: Path) -> None:
+    """An LXD that is stopping answers /1.0 with HTTP 500 (seen: "sql: database is closed");
+    that is one hinted message, not an unexpected pylxd exception."""
+    routes = {"/1.0": Status(500, "Failed to begin transaction: sql: database is closed")}
+    with serving(short_tmp / "unix.socket", routes), pytest.raises(Unreachable) as caught:
+        client.connect(env={"LXD_DIR": str(short_tmp)})
+    assert "database is closed" in str(caught.value)
+    assert caught.value.hint and "still running" in caught.value.hint
