@@ -69,8 +69,9 @@ def _properties(ctx: StageContext) -> dict[str, str]:
         "os": "debian",
         "release": boot.suite,
         "architecture": boot.architecture,
-        "description": f"edibuild {ctx.project.name} {boot.suite} {boot.architecture} "
-        f"(key {ctx.key[:16]})",
+        # Nothing project's own: the image (and so its fingerprint) follows the key alone,
+        # whichever of the projects sharing the key imports it first.
+        "description": f"edibuild {boot.suite} {boot.architecture} (key {ctx.key[:16]})",
     }
 
 

@@ -27,7 +27,6 @@ from edibuild.engine.inputs import StageInputs
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import EdibuildError, StageFailed
-from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
 from edibuild.run import say
 from edibuild.store.artifacts import ProjectArtifacts
@@ -273,7 +272,7 @@ def _build(
             log=log,
             inputs=paths,
             input_info=infos,
-            source_date_epoch=source_date_epoch(project),
+            source_date_epoch=inputs.epoch,
             output_names=names,
         )
         say(f"{stage.name}:{project.name}: building (log: {log})")

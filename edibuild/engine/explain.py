@@ -69,6 +69,15 @@ def plugin_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     return found
 
 
+def epoch_change(old: Json, new: int) -> list[str]:
+    """The source date epoch the outputs were clamped to, if it is no longer this one."""
+    if old == new:
+        return []
+    if old is None:  # manifests of edibuild versions whose key did not hold the epoch
+        return [f"the source date epoch ({new}) is not recorded with the outputs"]
+    return [f"the source date epoch changed from {old} to {new}"]
+
+
 def external_state(project: Project, stage: Stage, info: Mapping[str, Json]) -> list[str]:
     """[] while the external state the outputs stand for exists; else why not (or why unknown)."""
     try:
@@ -104,6 +113,7 @@ def reasons(
         found.append(f"the code of the {inputs.stage} stage changed")
     found += [f"configuration: {c}" for c in config_changes(manifest.get("config"), inputs.config)]
     found += plugin_changes(manifest.get("plugins") or {}, inputs.plugins)
+    found += epoch_change(manifest.get("source_date_epoch"), inputs.epoch)
     found += [f"the {up} stage runs first (its output may change)" for up in runs_first]
     recorded = manifest.get("upstream") or {}
     for up, digests in inputs.upstream.items():

@@ -1,7 +1,8 @@
 """What a stage's outputs depend on, gathered once: the key, the manifest and `why` read it.
 
 A stage's input key is the digest of its StageInputs: the stage and its code version,
-its configuration slice, the digests of its plugin files and of its upstream outputs.
+its configuration slice, the digests of its plugin files and of its upstream outputs, and
+the source date epoch (every stage's tools see it as SOURCE_DATE_EPOCH).
 The build uses it to look up the cache and records it in the manifest; the explanation
 compares it with what the installed outputs were built from.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage
+from edibuild.image.reproducible import source_date_epoch
 from edibuild.store.fsutil import digest_json
 from edibuild.store.yamldigest import file_digest
 
@@ -32,6 +34,7 @@ class StageInputs:
     config: Json
     plugins: Mapping[str, str]  # plugin file -> digest (inputs.plugin_digests), in order
     upstream: Digests
+    epoch: int  # the source date epoch the stage's outputs are clamped to
 
     @functools.cached_property
     def key(self) -> str:
@@ -43,6 +46,7 @@ class StageInputs:
                 "config": self.config,
                 "plugins": list(self.plugins.values()),
                 "upstream": {up: dict(sorted(d.items())) for up, d in self.upstream.items()},
+                "epoch": self.epoch,
             }
         )
 
@@ -54,6 +58,7 @@ class StageInputs:
             "config": self.config,
             "plugins": dict(self.plugins),
             "upstream": {up: dict(d) for up, d in self.upstream.items()},
+            "source_date_epoch": self.epoch,
         }
 
 
@@ -76,4 +81,5 @@ def gather(stage: Stage, project: Project, config: Json, upstream: Digests) -> S
         config=config,
         plugins=plugin_digests(stage, project),
         upstream={up: dict(upstream[up]) for up in stage.upstream if up in upstream},
+        epoch=source_date_epoch(project),
     )

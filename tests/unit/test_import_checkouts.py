@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -64,3 +65,12 @@ def test_the_checkout_less_alias_of_earlier_versions_is_moved_off(
     assert backend.aliases() == sorted(
         [names.image_alias("b" * 64), import_.project_alias(project())]
     )
+
+
+def test_projects_sharing_a_key_import_the_same_image() -> None:
+    """The image's metadata holds nothing project's own, so its fingerprint (the import's
+    output) does not depend on which of the projects sharing the key imported it first."""
+    key = "3c" * 32
+    one, other = (SimpleNamespace(project=project(n), key=key) for n in ("demo", "demo-vm"))
+    assert import_._properties(one) == import_._properties(other)  # type: ignore[arg-type]
+    assert key[:16] in import_._properties(one)["description"]
