@@ -17,6 +17,7 @@ def load(root: Path | None = None) -> tuple[dict[str, Any], dict[str, Callable[.
     input exits before anything runs."""
     from edibuild.config import load_projects
     from edibuild.config.load import project_files
+    from edibuild.config.rendermemo import RenderMemo
     from edibuild.doit_ext import selection
     from edibuild.engine import plan
     from edibuild.engine.session import Session
@@ -26,10 +27,12 @@ def load(root: Path | None = None) -> tuple[dict[str, Any], dict[str, Callable[.
     try:
         workspace = Workspace.from_environment(root)
         stems = [file.stem for file in project_files(workspace.projects_dir)]
+        memo = RenderMemo(workspace.render_memo)
         projects = load_projects(
             workspace.projects_dir,
             shipped_dir=workspace.shipped_dir,
             only=selection.wanted(stems),
+            memo=memo,
         )
         session = Session(workspace, projects, all_stages())
         session.validate()  # every stage's slice now, not halfway through a build
@@ -38,6 +41,7 @@ def load(root: Path | None = None) -> tuple[dict[str, Any], dict[str, Callable[.
     doit_ext.publish(plan.catalog(session))
     # Only a valid configuration gets a state database: bad input creates nothing.
     workspace.state_file.parent.mkdir(parents=True, exist_ok=True)
+    memo.save()
     return plan.doit_config(workspace), plan.creators(session)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edibuild.config.host import BUILTIN_PREFIX, Host
 from edibuild.config.includes import expand_includes, read_layer, read_overlays
@@ -12,6 +13,7 @@ from edibuild.config.names import check_name
 from edibuild.config.paths import folder_files, real, remembering
 from edibuild.config.plugins import NODE_SECTIONS, node_section
 from edibuild.config.project import Node, Project
+from edibuild.config.render import remembering as rendering_through
 from edibuild.config.sections import parse_sections
 from edibuild.config.suggest import expect_mapping
 from edibuild.config.validate import (
@@ -24,6 +26,9 @@ from edibuild.config.values import check_parameters
 from edibuild.config.yamlpos import KeyPath, Layer
 from edibuild.data import Json, mapping
 from edibuild.errors import ConfigError, Location
+
+if TYPE_CHECKING:
+    from edibuild.config.rendermemo import RenderMemo
 
 SSH_KEYS_DIR = "ssh_pub_keys"
 
@@ -68,14 +73,16 @@ def load_projects(
     shipped_dir: Path,
     host: Host | None = None,
     only: Collection[str] | None = None,
+    memo: RenderMemo | None = None,
 ) -> tuple[Project, ...]:
     """Load every projects_dir/*.yml (not subfolders), sorted by name; with `only`, the
-    projects of those names only."""
+    projects of those names only; with `memo`, what was rendered before is not again."""
     host = host or Host.detect()
     files = project_files(projects_dir)
     if only is not None:
         files = [file for file in files if file.stem in only]
-    with remembering():  # the projects share plugins: resolve and list each once
+    # The projects share plugins: resolve and list each once.
+    with remembering(), rendering_through(memo):
         return tuple(load_project(file, shipped_dir=shipped_dir, host=host) for file in files)
 
 

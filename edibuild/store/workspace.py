@@ -28,6 +28,11 @@ class Workspace:
     cache_dir: Path
     state_file: Path
 
+    @property
+    def render_memo(self) -> Path:
+        """The project files rendered before (config/rendermemo.py), beside doit's state."""
+        return self.state_file.with_name("rendered.json")
+
     @classmethod
     def from_environment(cls, root: Path | None = None) -> Workspace:
         """Build the workspace from EDIBUILD_* variables, defaulting to folders in `root`.
