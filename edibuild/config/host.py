@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import platform
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ class Host:
     def detect(cls) -> Host:
         """Read the facts of the machine we run on (SUDO_USER wins over the login name)."""
         user = os.environ.get("SUDO_USER") or getpass.getuser()
-        return cls(debian_architecture(platform.machine()), user, socket.gethostname())
+        return cls(debian_architecture(os.uname().machine), user, socket.gethostname())
 
     def builtins(self, project_file: Path) -> dict[str, Json]:
         """Return the built-in Jinja2 variables for one project file."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 from edibuild.config.yamlpos import describe
@@ -12,6 +11,8 @@ from edibuild.errors import ConfigError, Location
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return a hint naming the closest choice, or listing all choices."""
+    import difflib  # only when a message is made, not at every doit start
+
     options = sorted(choices)
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if close:

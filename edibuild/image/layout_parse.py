@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from fractions import Fraction
 from typing import NoReturn
 
 from edibuild.config import names, values
@@ -53,18 +52,20 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int):
-        number, unit = Fraction(value), ""
+        scaled, tenths = value, 1
     else:
         match = SIZE_RE.fullmatch(value)
         if match is None or match.group(2) not in UNITS:
             raise ValueError(f"{value!r} is not a size")
-        number, unit = Fraction(match.group(1)), match.group(2)
-    size = number * UNITS[unit]
-    if size.denominator != 1 or size < 0:
+        whole, _, decimals = match.group(1).partition(".")
+        # Integers only (exact, and no fractions module at every doit start).
+        scaled, tenths = int(whole + decimals) * UNITS[match.group(2)], 10 ** len(decimals)
+    if scaled % tenths or scaled < 0:
         raise ValueError(f"{value!r} is not a whole number of bytes")
+    size = scaled // tenths
     if size > MAX_SIZE:
         raise ValueError(f"{value!r} is larger than {format_size(MAX_SIZE)}")
-    return int(size)
+    return size
 
 
 class _Reader(Reader):

@@ -63,14 +63,17 @@ def with_parts(**parts: Json) -> dict[str, Json]:
 @pytest.mark.parametrize(
     ("text", "size"),
     [("256MiB", 256 * MiB), ("4M", 4 * MiB), ("1.5GiB", 1536 * MiB), (512, 512),
-     ("2048", 2048), ("8KiB", 8192), (" 1 G ", 1024 * MiB)],
+     ("2048", 2048), ("8KiB", 8192), (" 1 G ", 1024 * MiB), ("0.5KiB", 512), ("1.25K", 1280),
+     ("2.50M", 2560 * 1024), (0, 0)],
 )  # fmt: skip
 def test_parse_size_units(text: object, size: int) -> None:
     """Binary units, with or without `i`, plain byte counts."""
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["12 parsecs", "MiB", "-4M", True, "0.3B", "1MB"])
+@pytest.mark.parametrize(
+    "text", ["12 parsecs", "MiB", "-4M", True, "0.3B", "1MB", -1, "0.001K", "1.5"]
+)
 def test_parse_size_rejects_garbage(text: object) -> None:
     """Unknown units, fractions of bytes, booleans and signs are no sizes."""
     with pytest.raises(ValueError):
