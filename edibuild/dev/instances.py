@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from edibuild.config.project import Project
 from edibuild.errors import StageFailed
 from edibuild.lxd import names
-from edibuild.lxd.protocol import ContainerBackend, Instance
+
+if TYPE_CHECKING:  # the Protocol classes cost ~1 ms to make; planning needs only names here
+    from edibuild.lxd.protocol import ContainerBackend, Instance
 
 
 def all_instances(backend: ContainerBackend) -> Iterator[Instance]:

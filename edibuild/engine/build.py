@@ -26,6 +26,7 @@ from edibuild.engine import budget, explain
 from edibuild.engine.inputs import StageInputs
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage, StageContext
+from edibuild.engine.uptodate import external_state
 from edibuild.errors import EdibuildError, StageFailed
 from edibuild.lazy import lazy_import
 from edibuild.run import say
@@ -93,20 +94,6 @@ def _full(session: Session, project: Project, stage: Stage) -> str:
     places = space.places(cache.scratch_root, cache.root, arts.dir, need, copies)
     message, hint = space.full_message(places, need)
     return f"{message}\n  hint: {hint}"
-
-
-def outputs_intact(session: Session, project: Project, stage: Stage) -> bool:
-    """Up-to-date probe: the outputs are present and any external state still exists.
-
-    When the external state cannot be checked (LXD unreachable, say) the task runs, and
-    its run stops with that error before it touches anything (doit would show a
-    traceback for an error raised here).
-    """
-    arts = session.artifacts(project)
-    if not arts.intact(stage.name):
-        return False
-    manifest = read_json(arts.manifest(stage.name)) or {}
-    return not explain.external_state(project, stage, manifest.get("info") or {})
 
 
 def _upstream_paths(
@@ -197,7 +184,7 @@ def _reasons(
     manifest = read_json(arts.manifest(stage.name))
     intact = arts.intact(stage.name)
     info = manifest.get("info") if isinstance(manifest, dict) else None
-    external = explain.external_state(project, stage, info or {}) if intact else ()
+    external = external_state(project, stage, info or {}) if intact else ()
     return explain.reasons(manifest, inputs, outputs_intact=intact, external=external)
 
 

@@ -5,19 +5,25 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from doit.exceptions import TaskFailed
 
 from edibuild.config.project import Project
 from edibuild.doit_ext import Explanation
-from edibuild.engine import explain
 from edibuild.engine.budget import budget_text
 from edibuild.engine.pipeline import closure
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage, Tool
 from edibuild.errors import EdibuildError, ToolMissing
 from edibuild.host import toolpath
+from edibuild.lazy import lazy_import
 from edibuild.run import say
+
+if TYPE_CHECKING:
+    from edibuild.engine import explain
+else:  # `why` and `doit info` explain; a no-op's report does not
+    explain = lazy_import("edibuild.engine.explain")
 
 TRIM_HELP = """\
 doit trim [--budget SIZE] [--dry-run]

@@ -18,7 +18,7 @@ from edibuild.config.project import Project
 from edibuild.data import Json, mapping
 from edibuild.engine.inputs import Digests, StageInputs
 from edibuild.engine.stage import Stage
-from edibuild.errors import EdibuildError
+from edibuild.engine.uptodate import external_state
 from edibuild.store.artifacts import ProjectArtifacts
 from edibuild.store.cache import Cache, Entry
 from edibuild.store.fsutil import read_json
@@ -76,16 +76,6 @@ def epoch_change(old: Json, new: int) -> list[str]:
     if old is None:  # manifests of edibuild versions whose key did not hold the epoch
         return [f"the source date epoch ({new}) is not recorded with the outputs"]
     return [f"the source date epoch changed from {old} to {new}"]
-
-
-def external_state(project: Project, stage: Stage, info: Mapping[str, Json]) -> list[str]:
-    """[] while the external state the outputs stand for exists; else why not (or why unknown)."""
-    try:
-        if stage.intact(project, info):
-            return []
-    except EdibuildError as exc:  # LXD unreachable, say: a run stops with this error
-        return [f"its external state cannot be checked: {exc.message}"]
-    return ["external state it stands for is gone (see the stage's docs)"]
 
 
 def reasons(

@@ -4,8 +4,9 @@ Each (stage, project) pair becomes the task `STAGE:PROJECT`. Its up-to-date chec
 covers everything its output depends on: the upstream pointers (file_dep), the plugin
 files (file_dep; those the stage parses as YAML, the playbooks, by what they say:
 ParsedFiles), the stage's configuration slice and code version (one config_changed),
-and that its outputs and external state are still there. The actions are
-edibuild.engine.build (stages) and edibuild.engine.commands (helpers).
+and that its outputs and external state are still there (edibuild.engine.uptodate). The
+actions are edibuild.engine.build (stages: loaded when one runs) and
+edibuild.engine.commands (helpers).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from doit.tools import config_changed
 from edibuild.config.project import Project
 from edibuild.doit_ext import Catalog
 from edibuild.doit_ext.reporter import Reporter
-from edibuild.engine import build, commands
+from edibuild.engine import commands
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage
+from edibuild.engine.uptodate import outputs_intact
 from edibuild.store.workspace import Workspace
 from edibuild.store.yamldigest import yaml_digest
 
@@ -124,25 +126,46 @@ def stage_task(session: Session, project: Project, stage: Stage) -> TaskDict:
         "basename": stage.name,
         "name": project.name,
         "doc": stage.doc,
-        "actions": [functools.partial(build.run_stage, session, project, stage)],
+        "actions": [functools.partial(_run_stage, session, project, stage)],
         "file_dep": [os.fspath(arts.pointer(u)) for u in stage.upstream]
         + [os.fspath(p) for p in stage.plugins(project) if p not in parsed],
         "targets": [os.fspath(arts.pointer(stage.name))],
         "uptodate": [
             *uptodate,
-            functools.partial(build.outputs_intact, session, project, stage),
+            functools.partial(outputs_intact, session, project, stage),
         ],
         "setup": [f"_preflight:{project.name}"],
         "clean": [
             described(
                 f"remove {stage.name}'s artifacts, cache entry and the state it made",
-                build.clean_stage,
+                _clean_stage,
                 session,
                 project,
                 stage,
             )
         ],
     }
+
+
+# The build (and what it imports) loads when a stage runs or is cleaned, not to plan.
+def _run_stage(session: Session, project: Project, stage: Stage) -> Any:
+    from edibuild.engine import build
+
+    return build.run_stage(session, project, stage)
+
+
+def _clean_stage(session: Session, project: Project, stage: Stage, dryrun: bool = False) -> Any:
+    from edibuild.engine import build  # doit passes `dryrun` to a clean action that takes it
+
+    return build.clean_stage(session, project, stage, dryrun)
+
+
+def _clean_stages(
+    session: Session, project: Project, stages: Sequence[Stage], dryrun: bool = False
+) -> Any:
+    from edibuild.engine import build
+
+    return build.clean_stages(session, project, stages, dryrun)
 
 
 def image_task(session: Session, project: Project) -> TaskDict:
@@ -159,7 +182,7 @@ def image_task(session: Session, project: Project) -> TaskDict:
         "clean": [
             described(
                 f"remove the image outputs ({', '.join(s.name for s in outputs)})",
-                build.clean_stages,
+                _clean_stages,
                 session,
                 project,
                 outputs,
