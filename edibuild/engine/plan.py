@@ -76,31 +76,53 @@ class ParsedFiles:
     As file_deps doit would compare their bytes, and a comment-only edit would run the
     task although its key, which follows what a playbook says, is the same. This check
     compares the digests of edibuild/store/yamldigest.py with those of the last
-    successful run (kept in doit's state like config_changed's value).
+    successful run (kept in doit's state like config_changed's value). A file whose
+    size, mtime and inode are those recorded with its digest is not parsed again (the
+    shortcut doit's own file_dep check takes before it hashes).
     """
 
     KEY = "edibuild_parsed_files"
+    STAMPS = "edibuild_parsed_stamps"
 
     def __init__(self, files: Sequence[Path]) -> None:
         self.files = tuple(files)
         self._digests: dict[str, str] | None = None
+        self._stamps: dict[str, list[int]] = {}
 
-    def digests(self) -> dict[str, str]:
-        """Each file's digest of what it says, computed once (when doit checks)."""
+    def digests(self, known: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """Each file's digest of what it says, computed once (when doit checks); `known`
+        is the last successful run's values, whose digests stand while a file's stamp does."""
         if self._digests is None:
-            self._digests = {os.fspath(p): _digest_or_missing(p) for p in self.files}
+            saved = (known or {}).get(self.KEY) or {}
+            stamps = (known or {}).get(self.STAMPS) or {}
+            self._digests = {}
+            for path in self.files:
+                name = os.fspath(path)
+                stamp = _stamp(path)
+                self._stamps[name] = stamp
+                same = stamp and stamps.get(name) == stamp and isinstance(saved.get(name), str)
+                self._digests[name] = saved[name] if same else _digest_or_missing(path)
         return self._digests
 
     def configure_task(self, task: Any) -> None:
         """Have doit save the digests with the task's values after a successful run."""
-        task.value_savers.append(lambda: {self.KEY: self.digests()})
+        task.value_savers.append(lambda: {self.KEY: self.digests(), self.STAMPS: self._stamps})
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
         """True when every file says what it said at the last successful run."""
-        return values.get(self.KEY) == self.digests()
+        return values.get(self.KEY) == self.digests(values)
 
     def __repr__(self) -> str:
         return f"ParsedFiles({[os.fspath(p) for p in self.files]!r})"
+
+
+def _stamp(path: Path) -> list[int]:
+    """Size, mtime and inode of a file ([] when it cannot be read: always parsed)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def _digest_or_missing(path: Path) -> str:
