@@ -26,6 +26,7 @@ from edibuild.engine import commands
 from edibuild.engine.session import Session
 from edibuild.engine.stage import Stage
 from edibuild.engine.uptodate import outputs_intact
+from edibuild.image.reproducible import source_date_epoch
 from edibuild.store.workspace import Workspace
 from edibuild.store.yamldigest import yaml_digest
 
@@ -139,6 +140,7 @@ def stage_task(session: Session, project: Project, stage: Stage) -> TaskDict:
         "stage": stage.name,
         "code": stage.code_version,
         "config": session.stage_config(project, stage),
+        "epoch": source_date_epoch(project),  # in the key too (engine/inputs.py)
     }
     parsed = stage.parsed_plugins(project)
     uptodate: list[Any] = [config_changed(slice_)]

@@ -348,3 +348,23 @@ def test_comment_edit_of_a_parsed_playbook_runs_nothing_and_why_agrees(h: Harnes
     assert code == 1 and "playbook.yml changed" in out
     assert h.doit("image:proj")[0] == 0
     assert Counter(alpha=1, beta=2, gamma=2) == BUILDS
+
+
+def test_another_source_date_epoch_reruns_every_stage_and_says_so(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every stage's tools see SOURCE_DATE_EPOCH: doit's check and the key both follow it
+    (none of these fake stages has it in its configuration slice)."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1704067200")
+    h.doit("image:proj")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1735689600")
+    code, out = h.doit("why:proj")
+    assert code == 0 and "the source date epoch changed from 1704067200 to 1735689600" in out
+    h.doit("image:proj")
+    assert Counter(alpha=2, beta=2, gamma=2) == BUILDS  # each key holds the epoch
+    manifest = json.loads(h.art("alpha.manifest.json").read_text())
+    assert manifest["source_date_epoch"] == 1735689600
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1704067200")  # back: the cache has it
+    code, out = h.doit("image:proj")
+    assert code == 0 and "reused from the cache" in out
+    assert BUILDS["alpha"] == 2
