@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,10 +50,29 @@ def _list_dir(image: Path, filesystem: str, directory: str) -> list[str]:
 def _extract(ctx: StageContext, image: Path, filesystem: str, source: str, target: Path) -> None:
     if filesystem == "ext4":
         ctx.run(["debugfs", "-R", f"dump {source} {target}", image])
+        # debugfs exits 0 when its write fails (a full scratch space): compare the sizes.
+        _check_whole(target, _ext4_size(image, source), source)
     else:
         ctx.run(["mcopy", "-i", image, f"::{source}", target], env={"MTOOLS_SKIP_CHECK": "1"})
     if not target.is_file() or target.stat().st_size == 0:
         raise StageFailed(f"could not read {source} from {image.name}")
+
+
+def _ext4_size(image: Path, source: str) -> int | None:
+    """The size of a file in an ext4 image, as its inode says (None if debugfs does not)."""
+    match = re.search(r"\bSize: (\d+)", runner.output(["debugfs", "-R", f"stat {source}", image]))
+    return int(match.group(1)) if match else None
+
+
+def _check_whole(target: Path, size: int | None, source: str) -> None:
+    """A copy shorter than its source is a full disk when no room is left, else a failure."""
+    got = target.stat().st_size if target.is_file() else 0
+    if size is None or got == size:
+        return
+    free = shutil.disk_usage(target.parent).free
+    if free < size - got + (1 << 20):
+        raise OSError(errno.ENOSPC, f"No space left on device: {target} ({got} of {size} bytes)")
+    raise StageFailed(f"could read only {got} of the {size} bytes of {source}")
 
 
 def newest_kernel(ctx: StageContext) -> str:
