@@ -60,14 +60,19 @@ def render(text: str, file: Path, variables: Mapping[str, Json]) -> Rendered:
         return Rendered(text, tuple(range(1, text.count("\n") + 2)))
     memo = _active
     key = memo.key(text, file, variables) if memo is not None else None
-    if memo is not None and key is not None and (known := memo.get(key)) is not None:
-        return known
+    if memo is None or key is None:
+        return _render_afresh(text, file, variables)
+    known = memo.get(key)
+    if known is None:
+        known = _render_afresh(text, file, variables)
+        memo.put(key, known)
+    return known
+
+
+def _render_afresh(text: str, file: Path, variables: Mapping[str, Json]) -> Rendered:
     from edibuild.config import sandbox  # Jinja2: only for what was not rendered before
 
-    rendered = _unmark(sandbox.render_marked(text, file, variables))
-    if memo is not None and key is not None:
-        memo.put(key, rendered)
-    return rendered
+    return _unmark(sandbox.render_marked(text, file, variables))
 
 
 def _unmark(marked: str) -> Rendered:

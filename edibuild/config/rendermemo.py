@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
 from edibuild.config.render import Rendered
 from edibuild.data import Json
+from edibuild.store.fsutil import read_json, write_atomic
 
 FORMAT = 1
 MAX_ENTRIES = 512
@@ -82,22 +82,16 @@ class RenderMemo:
             "format": FORMAT,
             "entries": {k: {"text": r.text, "lines": list(r.lines)} for k, r in kept.items()},
         }
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         try:
-            partial.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-            os.replace(partial, self.path)
+            write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode())
         except OSError:  # a memo not written is only a slower next run
-            partial.unlink(missing_ok=True)
             return
         self._entries, self._added = kept, False
 
 
 def _read(path: Path) -> dict[str, Rendered]:
     """The entries of a memo file; empty when it is missing, unreadable or malformed."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return {}
     entries = data.get("entries")
