@@ -11,7 +11,6 @@ beside main) each keep their own image instead of deleting each other's at every
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ from edibuild.lazy import lazy_import
 from edibuild.lxd import names, probe
 from edibuild.lxd.errors import Refused
 from edibuild.run import say
+from edibuild.store.fsutil import sha256_file
 from edibuild.store.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -99,11 +99,7 @@ def _import(ctx: StageContext, backend: ContainerBackend, alias: str, arch: str)
 
 def split_fingerprint(metadata: bytes, rootfs: Path) -> str:
     """LXD's fingerprint of a split image: the sha256 of its metadata, then its rootfs."""
-    digest = hashlib.sha256(metadata)
-    with rootfs.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(rootfs, prefix=metadata)
 
 
 def build(ctx: StageContext) -> Json:

@@ -10,7 +10,13 @@ the profiles, the parameters or the bootstrap changes every key (a run from scra
 
 A layer is an LXD image published from the stopped container, zstd-compressed, aliased
 `edibuild-layer-<project>-<key16>` (see edibuild/lxd/names.py). The state after the
-last playbook is never published (it is the stage's output anyway). Per project, the
+last playbook is never published (it is the stage's output anyway). Saving a layer costs
+a stop, a publish and a start (about 8 s for a VM image on 2 cores), so by default
+(`layers: true`) a state is saved only where that pays: after the last playbook but one
+(the one a user edits most is late), and after any playbook once the playbooks run since
+the last saved state (or the start) took WORTH_SECONDS; `layers: every` saves after each
+playbook but the last. Which states were saved never changes a result: a run starts
+from the longest cached prefix, whatever gaps the chain has. Per project, the
 layers of the current chain plus the `SPARE` most recently used others are kept;
 `remove_all` (from configure's `clean_external`) removes every layer of the project. No
 other LXD image is touched: only aliases matching the project's exact pattern count as
@@ -42,11 +48,18 @@ SPARE = 2
 # project (another checkout, another terminal) may be about to launch from it.
 RECENT_SECONDS = 600
 COMPRESSION = "zstd"
+# Playbook seconds since the last saved state that make the next state worth saving.
+WORTH_SECONDS = 10.0
 
 
 def enabled(project: Project) -> bool:
     """True unless the project opts out with `lxd: {layers: false}`."""
-    return project.lxd.layers
+    return project.lxd.layers != "off"
+
+
+def every(project: Project) -> bool:
+    """True when the project asks for a layer after each playbook (`layers: every`)."""
+    return project.lxd.layers == "every"
 
 
 def node_files(node: Node) -> list[Path]:
@@ -123,11 +136,15 @@ class Plan:
     start: int = 0
     source: str = ""
     use_layers: bool = True
+    every: bool = False
     made: list[dict[str, Json]] = field(default_factory=list)
 
-    def publishes(self, index: int) -> bool:
-        """True when the state after playbook `index` (0-based) is saved as a layer."""
-        return self.use_layers and index < len(self.keys) - 1
+    def publishes(self, index: int, unsaved: float) -> bool:
+        """True when the state after playbook `index` (0-based) is saved as a layer, given
+        the seconds the playbooks since the last saved state (or the start) took."""
+        if not self.use_layers or index >= len(self.keys) - 1:
+            return False
+        return self.every or index == len(self.keys) - 2 or unsaved >= WORTH_SECONDS
 
     def info(self, project: Project) -> Json:
         """What the run did with layers, for the stage manifest."""
@@ -145,7 +162,7 @@ def plan(
     backend: ContainerBackend, project: Project, keys: Sequence[str], image: str, use: bool
 ) -> Plan:
     """Find the longest cached prefix of layers: launch from it, run the rest."""
-    result = Plan(tuple(keys), 0, image, use)
+    result = Plan(tuple(keys), 0, image, use, every(project))
     if not use:
         return result
     for index in range(len(keys) - 2, -1, -1):

@@ -6,7 +6,7 @@ lxd:
   key: client.key
   verify: true                            # or a CA bundle path, or false
   network: auto                           # auto, default (the profile's NIC), proxy
-  layers: true                            # cache the state after each playbook
+  layers: true                            # cache states where it pays; every; false
   proxy_hosts: [security.debian.org]      # more hosts the apt proxy may forward to
 container:
   name: edi-pi-dev                        # default: edibuild-dev-<project>
@@ -31,6 +31,9 @@ from edibuild.data import Json
 
 LXD_KEYS = ("remote", "cert", "key", "verify", "network", "layers", "proxy_hosts")
 NETWORKS = ("auto", "default", "proxy")
+# `layers`: true saves the states worth it (see edibuild/lxd/layers.py), `every` the state
+# after each playbook but the last, false none.
+LAYER_POLICIES = ("auto", "every", "off")
 CONTAINER_KEYS = ("name", "user", "workspace", "ssh", "target", "share")
 DEFAULT_WORKSPACE = "~/edibuild-workspace"
 INSTANCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,62}")
@@ -45,7 +48,7 @@ class LxdSettings:
     key: str | None = None
     verify: bool | str | None = None  # None: EDIBUILD_LXD_VERIFY, else true
     network: str = "auto"
-    layers: bool = True
+    layers: str = "auto"  # one of LAYER_POLICIES
     proxy_hosts: tuple[str, ...] = ()
 
     @property
@@ -71,9 +74,25 @@ def parse_lxd(reader: Reader | None) -> LxdSettings:
         key=reader.optional_text("key", what="a key file"),
         verify=verify,
         network=reader.choice("network", NETWORKS, "auto"),
-        layers=reader.boolean("layers", True),
+        layers=_layers(reader),
         proxy_hosts=reader.texts("proxy_hosts", what="host names", forbidden="/ :@"),
     )
+
+
+def _layers(reader: Reader) -> str:
+    """`layers`: true (the default) is `auto`, false is `off`, or `every`."""
+    value = reader.raw("layers", True)
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    if value in ("auto", "off"):  # the policy names themselves, for a merged config
+        return str(value)
+    if value != "every":
+        reader.fail(
+            f"unknown layers {value!r}",
+            hint="true (save the states worth saving), every, or false",
+            field="layers",
+        )
+    return "every"
 
 
 @dataclass(frozen=True)

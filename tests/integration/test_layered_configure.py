@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from edibuild.lxd import client as lxd
+from edibuild.lxd import layers
 from edibuild.lxd.errors import BackendError
 from tests.conftest import require, require_root, require_tool
 
@@ -123,15 +124,18 @@ def rootfs_listing(path: Path) -> dict[str, tuple[Any, ...]]:
     return listing
 
 
-def test_full_run_saves_a_layer_after_each_playbook_but_the_last(build: Build, client: Any) -> None:
+def test_full_run_saves_the_layers_worth_saving(build: Build, client: Any) -> None:
     out = build.doit(f"configure:{LAYERED}")  # its export is made after the edit only
     info = build.info(LAYERED, "configure")
     assert [p["key"] for p in info["playbooks"]] == PLAYBOOKS
     assert info["layers"]["skipped"] == []
-    assert [m["after"] for m in info["layers"]["published"]] == PLAYBOOKS[:2]
+    # The state after the last but one always; after the first only if it took long.
+    first = info["playbooks"][0]["seconds"]
+    saved = PLAYBOOKS[:2] if first >= layers.WORTH_SECONDS else PLAYBOOKS[1:2]
+    assert [m["after"] for m in info["layers"]["published"]] == saved
     assert "saving the state after 20_files as a layer" in out
     assert "saving the state after 30_final" not in out
-    assert len(build.layer_aliases(client, LAYERED)) == 2
+    assert len(build.layer_aliases(client, LAYERED)) == len(saved)
     noop = build.doit(f"configure:{LAYERED}", python=("-X", "importtime"))
     assert f"-- configure:{LAYERED}" in noop and f"-- import:{LAYERED}" in noop
     assert "pylxd" not in noop  # the up-to-date checks asked LXD without the client library
@@ -154,7 +158,7 @@ def test_editing_the_third_playbook_runs_only_the_third(build: Build, client: An
     assert [p["key"] for p in info["playbooks"]] == ["30_final"]
     assert info["layers"]["skipped"] == PLAYBOOKS[:2]
     assert info["layers"]["published"] == []
-    assert len(build.layer_aliases(client, LAYERED)) == 2
+    assert len(build.layer_aliases(client, LAYERED)) in (1, 2)
     print(f"configure after editing the last playbook: {info['seconds']} s")
 
 

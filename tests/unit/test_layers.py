@@ -105,8 +105,11 @@ def test_alias_pattern_matches_only_the_projects_own_layers() -> None:
 def test_layers_opt_out_and_bad_value(tmp_path: Path) -> None:
     assert layers.enabled(make_project(tmp_path, []))
     assert not layers.enabled(make_project(tmp_path, [], {"lxd": {"layers": False}}))
-    with pytest.raises(ConfigError, match=r"lxd\.layers"):
-        make_project(tmp_path, [], {"lxd": {"layers": "no"}})  # refused at load
+    assert layers.every(make_project(tmp_path, [], {"lxd": {"layers": "every"}}))
+    assert not layers.every(make_project(tmp_path, [], {"lxd": {"layers": True}}))
+    for bad in ("no", 1, ["every"]):
+        with pytest.raises(ConfigError, match=r"lxd\.layers"):
+            make_project(tmp_path, [], {"lxd": {"layers": bad}})  # refused at load
 
 
 # -- against a fake LXD image store --------------------------------------------------
@@ -122,10 +125,25 @@ def test_plan_starts_after_the_longest_cached_prefix(tmp_path: Path) -> None:
     backend.add_image(layers.alias(project, chain[3]), "2026-01-01T00:00:00Z")
     plan = layers.plan(backend, project, chain, "base", True)
     assert plan.start == 3 and plan.source.endswith(layers.alias(project, chain[2]))
-    assert [plan.publishes(i) for i in range(4)] == [True, True, True, False]
+    assert [plan.publishes(i, 60.0) for i in range(4)] == [True, True, True, False]
     assert plan.info(project)["skipped"] == ["10_a", "20_b", "30_c"]
     off = layers.plan(backend, project, chain, "base", False)
-    assert (off.start, off.source, off.publishes(0)) == (0, "base", False)
+    assert (off.start, off.source, off.publishes(0, 60.0)) == (0, "base", False)
+
+
+def test_by_default_a_state_is_saved_where_it_pays(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b", "c", "d"])
+    plan = layers.plan(FakeBackend(), project, keys(project), "base", True)
+    cheap = layers.WORTH_SECONDS - 1
+    # The last but one always (the one edited most is late), never the last.
+    assert [plan.publishes(i, cheap) for i in range(4)] == [False, False, True, False]
+    assert plan.publishes(0, layers.WORTH_SECONDS) and plan.publishes(1, layers.WORTH_SECONDS)
+
+
+def test_layers_every_saves_after_each_playbook_but_the_last(tmp_path: Path) -> None:
+    project = make_project(tmp_path, ["a", "b", "c"], {"lxd": {"layers": "every"}})
+    plan = layers.plan(FakeBackend(), project, keys(project), "base", layers.enabled(project))
+    assert [plan.publishes(i, 0.0) for i in range(3)] == [True, True, False]
 
 
 def test_plan_without_layers_starts_from_the_image(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,7 @@ def test_sfdisk_script_msdos_and_gpt() -> None:
 
 
 def test_copy_sparse_keeps_holes(tmp_path: Path) -> None:
-    """Only data is written, at the offset; holes and zero chunks stay holes."""
+    """Only the data extents are written, at the offset; holes stay holes."""
     source, target = tmp_path / "src", tmp_path / "dst"
     with source.open("wb") as f:
         f.truncate(8 * MiB)
@@ -154,3 +155,21 @@ def test_copy_sparse_keeps_holes(tmp_path: Path) -> None:
     blob = target.read_bytes()
     assert blob[7 * MiB : 7 * MiB + 4] == b"data" and blob.count(0) == len(blob) - 4
     assert target.stat().st_blocks * 512 <= 2 * MiB
+
+
+def test_copy_sparse_without_copy_file_range_copies_through_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Across file systems the kernel refuses (EXDEV): the same bytes, zero chunks left out."""
+
+    def refuse(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(disk.os, "copy_file_range", refuse)
+    source, target = tmp_path / "src", tmp_path / "dst"
+    source.write_bytes(bytes(2 * MiB) + b"tail")
+    with target.open("wb") as f:
+        f.truncate(8 * MiB)
+    assert disk.copy_sparse(source, target, MiB) == 4  # the zero chunks are not written
+    blob = target.read_bytes()
+    assert blob[3 * MiB : 3 * MiB + 4] == b"tail" and blob.count(0) == len(blob) - 4
