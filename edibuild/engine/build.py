@@ -118,10 +118,13 @@ def _changed_inputs(project: Project, stage: Stage, arts: ProjectArtifacts) -> l
 
     A build reads its inputs, so it hashes them first (about a second per GB): an
     artifact written to in place since it was installed (through its hard link the
-    cache's blob too) must not end up in this stage's outputs.
+    cache's blob too) must not end up in this stage's outputs. One whose ctime is still
+    the one recorded at its installation was not written to: it is not read again.
     """
     changed = []
     for up in stage.upstream:
+        if arts.unchanged(up):
+            continue
         for out in (arts.outputs(up) or {}).values():
             try:
                 same = sha256_file(arts.dir / out.file) == out.sha256

@@ -4,7 +4,7 @@
 <artifacts>/<project>/.state/<stage>.json   the doit target: output digests only, so an
                                    identical rebuild leaves it unchanged (early cut-off)
 <artifacts>/<project>/.state/<stage>.key    the input key of the installed outputs
-<artifacts>/<project>/.state/<stage>.stat   size, mtime and inode of each installed
+<artifacts>/<project>/.state/<stage>.stat   size, mtime, inode and ctime of each installed
                                    file, so one written to in place is not up to date
 <artifacts>/<project>/<stage>.manifest.json  everything about the build, for people
 <artifacts>/<project>/log/<stage>.log       the full log of the last run
@@ -90,7 +90,7 @@ class ProjectArtifacts:
             return None
 
     def stat_file(self, stage: str) -> Path:
-        """Size, mtime and inode of each installed output when it was installed."""
+        """Size, mtime, inode and ctime of each installed output when it was installed."""
         return self.dir / ".state" / f"{stage}.stat"
 
     def intact(self, stage: str) -> bool:
@@ -108,7 +108,24 @@ class ProjectArtifacts:
                 return False
             if st.st_size != out.size:
                 return False
-            if out.file in recorded and recorded[out.file] != _stamp(st):
+            if out.file in recorded and not _same(recorded[out.file], st, WRITTEN):
+                return False
+        return True
+
+    def unchanged(self, stage: str) -> bool:
+        """True when no output was written to (nor relinked) since it was installed: its
+        ctime, which every write moves and no program can set, is still the one recorded.
+        Its bytes are then those its digest names, without reading them again."""
+        outputs = self.outputs(stage)
+        recorded = read_json(self.stat_file(stage))
+        if outputs is None or not isinstance(recorded, dict):
+            return False
+        for out in outputs.values():
+            try:
+                st = (self.dir / out.file).stat()
+            except OSError:
+                return False
+            if not _same(recorded.get(out.file), st, len(_stamp(st))):
                 return False
         return True
 
@@ -154,8 +171,19 @@ class ProjectArtifacts:
 
 
 def _stamp(st: os.stat_result) -> list[int]:
-    """What tells an installed file was written to: its size, mtime and inode."""
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    """What tells an installed file was written to: its size, mtime and inode (WRITTEN),
+    then its ctime (moved by any write, and by a link made or removed elsewhere too)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+# The stamp fields up-to-date checks compare: not the ctime, which trimming the cache (a
+# removed link to the same blob) moves while the bytes stay.
+WRITTEN = 3
+
+
+def _same(recorded: object, st: os.stat_result, fields: int) -> bool:
+    """True when a recorded stamp has the first `fields` fields of the file's stamp."""
+    return isinstance(recorded, list) and recorded[:fields] == _stamp(st)[:fields]
 
 
 def _link(blob: Path, dest: Path, root: Path) -> None:

@@ -122,6 +122,31 @@ def test_an_artifact_written_to_in_place_is_not_up_to_date(tmp_path: Path, cache
     assert cache.lookup("disk", "k" * 64) is None  # the blob is that same file
 
 
+def test_an_artifact_untouched_since_install_is_not_hashed_again(
+    tmp_path: Path, cache: Cache
+) -> None:
+    """Its recorded ctime says nothing wrote to it; a write with the mtime put back, or a
+    new link to the blob, moves the ctime (then a build hashes it); up-to-date checks keep
+    ignoring the ctime (trimming the cache removes a link and changes no byte)."""
+    arts = ProjectArtifacts(tmp_path / "artifacts", "proj")
+    entry = cache.store("disk", "k" * 64, {"image": output(cache, "p.img", b"a" * 4096)}, {})
+    arts.install(cache, entry, {"stage": "disk"})
+    assert arts.unchanged("disk") and arts.intact("disk")
+    image = arts.dir / "p.img"
+    os.link(image, tmp_path / "another-link")
+    assert not arts.unchanged("disk") and arts.intact("disk")
+    arts.install(cache, entry, {"stage": "disk"})
+    st = image.stat()
+    os.chmod(image, 0o644)
+    with image.open("r+b") as f:
+        f.write(b"b")
+    os.chmod(image, st.st_mode)
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert not arts.unchanged("disk")
+    (arts.stat_file("disk")).write_text('{"p.img": 7}')  # a tampered stamp file
+    assert not arts.unchanged("disk") and not arts.intact("disk")
+
+
 def test_temporary_files_of_ended_writers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
     folder = tmp_path / "state"
     folder.mkdir()
