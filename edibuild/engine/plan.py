@@ -39,7 +39,17 @@ HELPERS = {
     "postprocessing": "User stages from projects' postprocessing sections (their own names)",
     "trim": "Trim the cache to a budget, least recently used first (doit trim --help)",
 }
+# doit captures a task's output by swapping sys.stdout and sys.stderr, process-wide: two
+# tasks in threads (`-n 2`) swap them under each other and output goes missing (the
+# artifact list of `image:NAME`). edibuild's tasks write their logs to files and tell the
+# user on stderr, so nothing is captured and nothing is swapped.
+UNCAPTURED = {"capture": False}
 QUIET = {"edibuild_title": False}  # the task's output is the answer: no doit title line
+
+
+# Tasks doit runs at once by default (`-n 1` for one at a time): a project's mender
+# artifact is written while its disk image and block map are (8 s of a rebuild's 60 here).
+PARALLEL = 2
 
 
 def doit_config(workspace: Workspace) -> dict[str, Any]:
@@ -48,6 +58,7 @@ def doit_config(workspace: Workspace) -> dict[str, Any]:
         "backend": "sqlite3",
         "dep_file": os.fspath(workspace.state_file),
         "par_type": "thread",
+        "num_process": PARALLEL,
         "default_tasks": [],
         "minversion": "0.37.0",
         "action_string_formatting": "new",
@@ -306,7 +317,9 @@ def _creator(
     """Wrap a task generator as a plain function: doit only collects functions named task_*."""
 
     def create() -> Iterator[TaskDict]:
-        return make(*args)
+        for task in make(*args):
+            task.setdefault("io", UNCAPTURED)
+            yield task
 
     return create
 
