@@ -12,8 +12,8 @@ Leftovers of a killed run (same project, stage prefix, owner process gone) are
 removed when the next run starts; `clean_external` removes all of the project's.
 
 Layers (edibuild/lxd/layers.py; opt out with `lxd: {layers: false}`): after the
-playbooks worth it (the last but one, and any once the playbooks since the last saved
-state took a while; `layers: every` for each but the last), the container is tidied,
+playbooks worth it (the last but one on a run from scratch, and any once the playbooks
+since the last saved state took a while; `layers: every` for each but the last), the container is tidied,
 stopped, published as an LXD image named by the key of the state so far, and started
 again. A later run launches from the longest cached prefix and runs only the playbooks
 after it: editing the third playbook of three reruns the third only. A playbook so

@@ -13,8 +13,10 @@ A layer is an LXD image published from the stopped container, zstd-compressed, a
 last playbook is never published (it is the stage's output anyway). Saving a layer costs
 a stop, a publish and a start (about 8 s for a VM image on 2 cores), so by default
 (`layers: true`) a state is saved only where that pays: after the last playbook but one
-(the one a user edits most is late), and after any playbook once the playbooks run since
-the last saved state (or the start) took WORTH_SECONDS; `layers: every` saves after each
+on a run from scratch (the playbook a user edits most is late), and after any playbook
+once the playbooks run since the last saved state (or the start) took WORTH_SECONDS (a
+run after an edit saves no cheap state after the edited playbook: the next edit is
+likely that playbook again, whose start is cached); `layers: every` saves after each
 playbook but the last. Which states were saved never changes a result: a run starts
 from the longest cached prefix, whatever gaps the chain has. Per project, the
 layers of the current chain plus the `SPARE` most recently used others are kept;
@@ -144,7 +146,8 @@ class Plan:
         the seconds the playbooks since the last saved state (or the start) took."""
         if not self.use_layers or index >= len(self.keys) - 1:
             return False
-        return self.every or index == len(self.keys) - 2 or unsaved >= WORTH_SECONDS
+        last_but_one = index == len(self.keys) - 2 and self.start == 0
+        return self.every or last_but_one or unsaved >= WORTH_SECONDS
 
     def info(self, project: Project) -> Json:
         """What the run did with layers, for the stage manifest."""

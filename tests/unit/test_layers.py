@@ -135,9 +135,11 @@ def test_by_default_a_state_is_saved_where_it_pays(tmp_path: Path) -> None:
     project = make_project(tmp_path, ["a", "b", "c", "d"])
     plan = layers.plan(FakeBackend(), project, keys(project), "base", True)
     cheap = layers.WORTH_SECONDS - 1
-    # The last but one always (the one edited most is late), never the last.
+    # From scratch, the last but one always (the one edited most is late), never the last.
     assert [plan.publishes(i, cheap) for i in range(4)] == [False, False, True, False]
     assert plan.publishes(0, layers.WORTH_SECONDS) and plan.publishes(1, layers.WORTH_SECONDS)
+    plan.start = 2  # after an edit of the third: a cheap state after it is not kept
+    assert not plan.publishes(2, cheap) and plan.publishes(2, layers.WORTH_SECONDS)
 
 
 def test_layers_every_saves_after_each_playbook_but_the_last(tmp_path: Path) -> None:
