@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -109,12 +109,24 @@ def terminate_all() -> None:
         _signal_group(proc, signal.SIGTERM)
 
 
+def _feed(proc: subprocess.Popen[bytes], chunks: Iterable[bytes]) -> None:
+    """Write `chunks` to the command's stdin, then close it. A command that ends early
+    closes the pipe: feeding stops, and its exit status tells what happened."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError):
+        try:
+            for chunk in chunks:
+                proc.stdin.write(chunk)
+        finally:
+            proc.stdin.close()
+
+
 def _communicate(
     args: list[str],
     *,
     cwd: StrPath | None,
     env: dict[str, str],
-    input: bytes | None,
+    input: bytes | Iterable[bytes] | None,
     stdout: int | IO[Any],
     stderr: int | IO[Any],
     timeout: float | None,
@@ -132,7 +144,11 @@ def _communicate(
     )
     _running[proc.pid] = proc
     try:
-        out, err = proc.communicate(input, timeout=timeout)
+        if input is None or isinstance(input, bytes):
+            out, err = proc.communicate(input, timeout=timeout)
+        else:  # streamed: its output goes to a file, no pipe can fill up meanwhile
+            _feed(proc, input)
+            out, err = proc.communicate(timeout=timeout)
     except BaseException:  # interrupted or timed out: the command gets to clean up
         end(proc)
         raise
@@ -179,7 +195,7 @@ def run(
     log: Path | None = None,
     cwd: StrPath | None = None,
     env: Mapping[str, str] | None = None,
-    input: bytes | None = None,
+    input: bytes | Iterable[bytes] | None = None,
     check: bool = True,
     capture: bool = False,
     timeout: float | None = None,
@@ -187,6 +203,8 @@ def run(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv (never through a shell); append its output to `log` if given.
 
+    `input` is bytes, or chunks streamed to stdin as they come (then a `log` is needed
+    and `capture` is not allowed: output must not pile up in a pipe while it is fed).
     With `capture`, stdout is returned instead of logged. On failure with `check`,
     raise CommandFailed whose message is the command line and the tail of its log.
     `owned=False` is for a daemon that outlives edibuild on purpose (LXD): it is neither
@@ -194,6 +212,8 @@ def run(
     """
     args = [os.fspath(a) for a in argv]
     line = command_line(args)
+    if input is not None and not isinstance(input, bytes) and (log is None or capture):
+        raise ValueError(f"streamed input needs a log and no capture: {line}")
     logf = _open_log(log, line)
     stdout = subprocess.PIPE if capture else (logf or subprocess.DEVNULL)
     stderr = logf if logf is not None else subprocess.PIPE

@@ -13,13 +13,13 @@ removed when the next run starts; `clean_external` removes all of the project's.
 
 Layers (edibuild/lxd/layers.py; opt out with `lxd: {layers: false}`): after the
 playbooks worth it (the last but one on a run from scratch, and any once the playbooks
-since the last saved state took a while; `layers: every` for each but the last), the container is tidied,
-stopped, published as an LXD image named by the key of the state so far, and started
-again. A later run launches from the longest cached prefix and runs only the playbooks
-after it: editing the third playbook of three reruns the third only. A playbook so
-starts in a freshly booted container after every saved state, whether that state was
-just made or comes from a layer; the result equals a run without layers, which boots
-once (a test compares the two).
+since the last saved state took a while; `layers: every` for each but the last), the
+container is tidied, stopped, published as an LXD image named by the key of the state
+so far, and started again. A later run launches from the longest cached prefix and
+runs only the playbooks after it: editing the third playbook of three reruns the third
+only. A playbook so starts in a freshly booted container after every saved state,
+whether that state was just made or comes from a layer; the result equals a run without
+layers, which boots once (a test compares the two).
 """
 
 from __future__ import annotations
@@ -292,7 +292,6 @@ def build(ctx: StageContext) -> Json:
     image = str(json.loads(ctx.input("import", "image").read_text())["fingerprint"])
     plan = make_plan(ctx, backend, image)
     name = names.configure_container(ctx.project.name, ctx.key)
-    published = ctx.scratch("published.tar")
     with contextlib.ExitStack() as stack:
         stack.callback(_remove_at_end, backend, name)
         network = stack.enter_context(buildnet.network_for(backend, ctx.project))
@@ -304,12 +303,11 @@ def build(ctx: StageContext) -> Json:
             _tidy(box, network)
             say(f"configure: stopping and exporting container {name}")
             box.stop()
-            box.export(published)
+            with box.exported() as tarball:  # compressed as it streams out of LXD
+                ctx.run(["zstd", "-q", "-T0", "-3", "-o", ctx.output("container")], input=tarball)
     if plan.made:
         for gone in layers.prune(backend, ctx.project, plan.keys):
             say(f"configure: removed the older layer {gone}")
-    with ctx.phase("compress"):
-        ctx.run(["zstd", "-q", "-T0", "-3", "--rm", published, "-o", ctx.output("container")])
     return {
         "container": name,
         "network": network.mode,

@@ -8,7 +8,7 @@ import hashlib
 import inspect
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,7 @@ class StageContext:
         *,
         cwd: StrPath | None = None,
         env: Mapping[str, str] | None = None,
-        input: bytes | None = None,
+        input: bytes | Iterable[bytes] | None = None,
         timeout: float | None = None,
     ) -> None:
         """Run a command with its output going to this stage's log.

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pylxd import exceptions
@@ -264,26 +263,32 @@ class LxdInstance:
         operation = client.operations.wait_for_operation(response.json()["operation"])
         return client.images.get(operation.metadata["fingerprint"])
 
-    def export(self, target: Path) -> None:
-        """Write the stopped instance to `target` as LXD's uncompressed unified image tarball.
+    @contextlib.contextmanager
+    def exported(self) -> Iterator[Iterator[bytes]]:
+        """The stopped instance as LXD's uncompressed unified image tarball, in chunks.
 
         The instance is published as a temporary image (metadata.yaml, templates/,
-        rootfs/) that is streamed out and deleted again at once; a run killed meanwhile
-        leaves it marked as its own (see `publish`), for the next run to delete.
+        rootfs/) that is streamed out and deleted when the block ends; a run killed
+        meanwhile leaves it marked as its own (see `publish`), for the next run to delete.
         """
         with translated(f"publishing {self.name}"):
             image = self._publish("none")
         try:
             with translated(f"exporting image {image.fingerprint}"):
                 response = image.api.export.get(stream=True)
-                with contextlib.closing(response), target.open("wb") as out:
-                    for chunk in response.iter_content(chunk_size=1 << 20):
-                        out.write(chunk)
+            with contextlib.closing(response):
+                yield self._chunks(response, image.fingerprint)
         finally:
             # A delete that fails (LXD gone) must not hide why the export stopped: the
             # image is marked, and the project's next configure run deletes it.
             with contextlib.suppress(BackendError), translated(f"deleting {image.fingerprint}"):
                 image.delete(wait=True)
+
+    @staticmethod
+    def _chunks(response: Any, fingerprint: str) -> Iterator[bytes]:
+        """The body of an export response, 1 MiB at a time, errors translated."""
+        with translated(f"exporting image {fingerprint}"):
+            yield from response.iter_content(chunk_size=1 << 20)
 
     def remove(self) -> None:
         """Stop (by force) and delete the instance.

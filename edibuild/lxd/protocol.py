@@ -8,7 +8,8 @@ an error answer Refused (NotFound, Conflict).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -110,8 +111,8 @@ class Instance(Protocol):
     def publish(self, *, compression: str, description: str = "") -> str:
         """Publish the stopped instance as an image (without alias); return its fingerprint."""
 
-    def export(self, target: Path) -> None:
-        """Write the stopped instance to `target` as LXD's uncompressed unified image tarball."""
+    def exported(self) -> AbstractContextManager[Iterator[bytes]]:
+        """The stopped instance as LXD's uncompressed unified image tarball, in chunks."""
 
 
 class ContainerBackend(Protocol):

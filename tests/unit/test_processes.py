@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,29 @@ def test_peak_usage_of_a_folder_is_sampled(tmp_path: Path) -> None:
         (tmp_path / "a").unlink()
         assert peak.measure() >= 100_000  # the peak stays
     assert space.usage(tmp_path) < 100_000
+
+
+def test_streamed_input_reaches_the_command_as_it_comes(tmp_path: Path) -> None:
+    target, log = tmp_path / "out", tmp_path / "log"
+    chunks = (bytes([65 + i]) * 100_000 for i in range(20))  # 2 MB, more than a pipe holds
+    run.run(["dd", f"of={target}", "bs=64k"], input=chunks, log=log)
+    assert target.read_bytes() == b"".join(bytes([65 + i]) * 100_000 for i in range(20))
+
+
+def test_a_command_that_stops_reading_ends_the_stream_and_its_status_counts(tmp_path: Path) -> None:
+    fed = []
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(1000):  # 100 MB that `head` never reads
+            fed.append(i)
+            yield b"x" * 100_000
+
+    run.run(["head", "-c", "10"], input=chunks(), log=tmp_path / "ok.log")
+    assert len(fed) < 1000
+    with pytest.raises(run.CommandFailed, match="non-zero exit code 3"):
+        run.run(["sh", "-c", "exit 3"], input=iter([b"a" * 1_000_000]), log=tmp_path / "bad.log")
+
+
+def test_streamed_input_needs_a_log_and_no_capture() -> None:
+    with pytest.raises(ValueError, match="streamed input"):
+        run.run(["cat"], input=iter([b"a"]))
