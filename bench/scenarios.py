@@ -75,7 +75,9 @@ def edit_rows(target: list[str]) -> list[Scenario]:
         Scenario(
             "4b. playbook whitespace edit",
             target,
-            edit(cleanup, "  tasks:\n", "  tasks:   \n\n"),
+            # Trailing blanks on a line of their own: the `  tasks:` line later rows
+            # insert after stays as it was.
+            edit(cleanup, "  tasks:\n", "  tasks:\n   \n\n"),
             target=no_stage,
         ),
         Scenario(
