@@ -32,6 +32,7 @@ from edibuild.image.layout import (
     place,
 )
 from edibuild.lazy import lazy_import
+from edibuild.store.fsutil import data_extents
 
 if TYPE_CHECKING:
     from edibuild.image import fsimage
@@ -81,16 +82,8 @@ def copy_sparse(source: Path, target: Path, offset: int) -> int:
     """
     written = 0
     with source.open("rb") as src, target.open("r+b") as dst:
-        end = os.fstat(src.fileno()).st_size
-        pos = 0
-        while pos < end:
-            try:
-                pos = os.lseek(src.fileno(), pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole is left
-                break
-            hole = os.lseek(src.fileno(), pos, os.SEEK_HOLE)
-            written += _copy_extent(src.fileno(), dst.fileno(), pos, hole, offset)
-            pos = hole
+        for start, end in data_extents(src.fileno()):
+            written += _copy_extent(src.fileno(), dst.fileno(), start, end, offset)
     return written
 
 

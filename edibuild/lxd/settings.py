@@ -84,15 +84,13 @@ def _layers(reader: Reader) -> str:
     value = reader.raw("layers", True)
     if isinstance(value, bool):
         return "auto" if value else "off"
-    if value in ("auto", "off"):  # the policy names themselves, for a merged config
-        return str(value)
-    if value != "every":
+    if value not in LAYER_POLICIES:  # the policy names themselves too, for a merged config
         reader.fail(
             f"unknown layers {value!r}",
             hint="true (save the states worth saving), every, or false",
             field="layers",
         )
-    return "every"
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,17 @@ class ProjectArtifacts:
     def intact(self, stage: str) -> bool:
         """True when every output the pointer names is present with its size, and not
         written to since it was installed (its mtime and inode, when recorded)."""
+        return self._stamps_match(stage, WRITTEN, required=False)
+
+    def unchanged(self, stage: str) -> bool:
+        """True when no output was written to (nor relinked) since it was installed: its
+        ctime, which every write moves and no program can set, is still the one recorded.
+        Its bytes are then those its digest names, without reading them again."""
+        return self._stamps_match(stage, STAMP_FIELDS, required=True)
+
+    def _stamps_match(self, stage: str, fields: int, *, required: bool) -> bool:
+        """True when every output is present with its size and the first `fields` fields
+        of its recorded stamp (an output without one counts only when not `required`)."""
         outputs = self.outputs(stage)
         if outputs is None:
             return False
@@ -108,24 +119,7 @@ class ProjectArtifacts:
                 return False
             if st.st_size != out.size:
                 return False
-            if out.file in recorded and not _same(recorded[out.file], st, WRITTEN):
-                return False
-        return True
-
-    def unchanged(self, stage: str) -> bool:
-        """True when no output was written to (nor relinked) since it was installed: its
-        ctime, which every write moves and no program can set, is still the one recorded.
-        Its bytes are then those its digest names, without reading them again."""
-        outputs = self.outputs(stage)
-        recorded = read_json(self.stat_file(stage))
-        if outputs is None or not isinstance(recorded, dict):
-            return False
-        for out in outputs.values():
-            try:
-                st = (self.dir / out.file).stat()
-            except OSError:
-                return False
-            if not _same(recorded.get(out.file), st, len(_stamp(st))):
+            if (required or out.file in recorded) and not _same(recorded.get(out.file), st, fields):
                 return False
         return True
 
@@ -179,6 +173,7 @@ def _stamp(st: os.stat_result) -> list[int]:
 # The stamp fields up-to-date checks compare: not the ctime, which trimming the cache (a
 # removed link to the same blob) moves while the bytes stay.
 WRITTEN = 3
+STAMP_FIELDS = 4
 
 
 def _same(recorded: object, st: os.stat_result, fields: int) -> bool:

@@ -11,12 +11,14 @@ tampered pointer file, an odd project name).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
 import os
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,30 +45,43 @@ def sha256_file(path: Path, prefix: bytes = b"") -> str:
     view = memoryview(bytearray(CHUNK))
     with path.open("rb", buffering=0) as f:
         fd = f.fileno()
-        end = os.fstat(fd).st_size
         pos = 0
-        while pos < end:
-            data = _next_data(fd, pos, end)
-            while pos < data:  # a hole
-                count = min(CHUNK, data - pos)
-                digest.update(_ZEROS[:count])
-                pos += count
-            hole = os.lseek(fd, pos, os.SEEK_HOLE) if pos < end else end
+        for data, hole in data_extents(fd):
+            _hash_zeros(digest, hole_size=data - pos)
+            pos = data
             while pos < hole:
                 count = os.preadv(fd, [view[: min(CHUNK, hole - pos)]], pos)
                 if count <= 0:  # the file shrank while it was read
                     raise OSError(f"{path} changed while it was hashed")
                 digest.update(view[:count])
                 pos += count
+        _hash_zeros(digest, hole_size=os.fstat(fd).st_size - pos)
     return digest.hexdigest()
 
 
-def _next_data(fd: int, pos: int, end: int) -> int:
-    """The offset of the next data at or after `pos` (`end` when only a hole is left)."""
-    try:
-        return os.lseek(fd, pos, os.SEEK_DATA)
-    except OSError:  # ENXIO: a hole up to the end (or no SEEK_DATA: read it all)
-        return end
+def _hash_zeros(digest: Any, hole_size: int) -> None:
+    """Feed `hole_size` zero bytes to `digest` (what a hole reads as)."""
+    while hole_size > 0:
+        count = min(CHUNK, hole_size)
+        digest.update(_ZEROS[:count])
+        hole_size -= count
+
+
+def data_extents(fd: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each data extent of an open file, in order; the rest are holes
+    (a file system without SEEK_DATA answers one extent: the whole file)."""
+    end = os.fstat(fd).st_size
+    pos = 0
+    while pos < end:
+        try:
+            pos = os.lseek(fd, pos, os.SEEK_DATA)
+            hole = os.lseek(fd, pos, os.SEEK_HOLE)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                return
+            hole = end  # no SEEK_DATA here: the rest counts as data
+        yield pos, hole
+        pos = hole
 
 
 def canonical_json(data: Any) -> str:
