@@ -31,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edibuild.ansible import bytecode
 from edibuild.config.includes import read_layer
 from edibuild.config.project import Project
 from edibuild.data import Json
@@ -219,16 +220,22 @@ BUILD_ONLY = {
 
 
 def _prepare(box: Instance, network: Network) -> None:
-    """Set the container up for a run of playbooks: the proxy setting, BUILD_ONLY."""
+    """Set the container up for a run of playbooks: the proxy setting, BUILD_ONLY, the
+    bytecode cache of Ansible's modules."""
     network.prepare(box)
     for path, text in BUILD_ONLY.items():
         box.push(path, text, mode=0o644, uid=0, gid=0)
+    bytecode.install(box)
 
 
 def _tidy(box: Instance, network: Network) -> None:
-    """Remove what only the run needs (proxy setting, BUILD_ONLY, Ansible's files)."""
+    """Remove what only the run needs (proxy setting, BUILD_ONLY, Ansible's files, the
+    bytecode cache; a tmpfs would drop it at the stop anyway)."""
     network.unprepare(box)
-    box.check(["rm", "-rf", "/root/.ansible", *BUILD_ONLY], "removing the build's own files")
+    box.check(
+        ["rm", "-rf", "/root/.ansible", bytecode.SITE_DIR, *BUILD_ONLY],
+        "removing the build's own files",
+    )
 
 
 def _save_layer(
