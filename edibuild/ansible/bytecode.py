@@ -24,3 +24,9 @@ def install(box: Instance) -> None:
     """Put the cache's sitecustomize into the (running) container."""
     box.check(["mkdir", "-p", "-m", "0755", SITE_DIR], "making the bytecode cache folder")
     box.push(f"{SITE_DIR}/sitecustomize.py", site_source(), mode=0o644, uid=0, gid=0)
+
+
+def cached_sources(box: Instance) -> int:
+    """How many compiled sources the cache holds now (for the manifest: did it work?)."""
+    code, out, _ = box.execute(["find", f"{SITE_DIR}/cache", "-type", "f"])
+    return len(out.splitlines()) if code == 0 else 0

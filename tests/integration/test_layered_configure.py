@@ -136,8 +136,9 @@ def test_full_run_saves_the_layers_worth_saving(build: Build, client: Any) -> No
     assert "saving the state after 20_files as a layer" in out
     assert "saving the state after 30_final" not in out
     assert len(build.layer_aliases(client, LAYERED)) == len(saved)
+    why = build.doit(f"why:{LAYERED}")  # says why, should the next run not be a no-op
     noop = build.doit(f"configure:{LAYERED}", python=("-X", "importtime"))
-    assert f"-- configure:{LAYERED}" in noop and f"-- import:{LAYERED}" in noop
+    assert f"-- configure:{LAYERED}" in noop and f"-- import:{LAYERED}" in noop, why
     assert "pylxd" not in noop  # the up-to-date checks asked LXD without the client library
     publish = [m["seconds"] for m in info["layers"]["published"]]
     print(f"full configure: {info['seconds']} s, publish per layer: {publish}")

@@ -72,6 +72,16 @@ def test_cold_build_makes_every_artifact_and_boots(build: Build) -> None:
         check=True,
     ).stdout
     assert f"{NAME}-dev" in artifact and "qemux86-64" in artifact
+    # Ansible's modules ran with the bytecode cache, which stayed out of the image.
+    configure = json.loads((build.artifacts_dir / "configure.manifest.json").read_text())
+    assert configure["info"]["python_bytecode_cached"] > 20
+    members = subprocess.run(
+        ["tar", "--zstd", "-tf", build.artifacts_dir / "rootfs.tar.zst"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert "./run/" in members and not [m for m in members if "edibuild-pyc" in m]
 
 
 def test_second_run_runs_nothing(build: Build) -> None:
