@@ -5,8 +5,8 @@ and the connection puts that folder on every module run's PYTHONPATH. Ansible ru
 module from a fresh zip (AnsiballZ), and Python never caches bytecode for a zip: every
 task compiles `ansible.module_utils.basic` and the rest again (Python 3.11 even twice, once
 to name the file and once to load it). Under qemu-user that is most of a task's second;
-here each source is compiled once per container boot and kept, keyed by its bytes and
-Python's magic number, in a tmpfs that never reaches the image.
+here each source is compiled once per container boot and kept, keyed by its bytes,
+Python's magic number and -O level, in a tmpfs that never reaches the image.
 
 It runs inside the container, under the container's Python (3.8 or newer; older ones
 are left alone): standard library only, and any failure falls back to plain zipimport.
@@ -42,7 +42,9 @@ def compiled(source: bytes, path: str, folder: str) -> CodeType:
     except ImportError:
         from hashlib import sha256
 
-    digest = sha256(bootstrap.MAGIC_NUMBER + source).hexdigest()
+    # Keyed as a .pyc is checked: the interpreter's magic number and -O level, the source.
+    key = bootstrap.MAGIC_NUMBER + bytes([sys.flags.optimize]) + source
+    digest = sha256(key).hexdigest()
     entry = os.path.join(folder, digest)
     try:
         with open(entry, "rb") as cached:

@@ -52,13 +52,13 @@ def site(tmp_path: Path) -> Path:
     return folder
 
 
-def probe(archive: Path, *paths: Path) -> list[str]:
+def probe(archive: Path, *paths: Path, flags: tuple[str, ...] = ()) -> list[str]:
     """Import pkg.mod from `archive` in a fresh Python with `paths` on PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(archive)],
+        [sys.executable, *flags, "-c", PROBE, str(archive)],
         env=env,
         capture_output=True,
         text=True,
@@ -94,6 +94,13 @@ def test_changed_source_is_compiled_again(tmp_path: Path, site: Path) -> None:
     assert probe(make_zip(tmp_path / "one.zip", "a"), site)[3] == "a"
     assert probe(make_zip(tmp_path / "two.zip", "b"), site)[3] == "b"
     assert len(list((site / "cache").iterdir())) == 3  # one __init__, two versions of mod
+
+
+def test_code_compiled_with_o_is_kept_apart(tmp_path: Path, site: Path) -> None:
+    archive = make_zip(tmp_path / "one.zip", "a")
+    probe(archive, site)
+    assert probe(archive, site, flags=("-O",))[3] == "a"
+    assert len(list((site / "cache").iterdir())) == 4  # two sources, each without and with -O
 
 
 def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path: Path, site: Path) -> None:
