@@ -76,22 +76,32 @@ class CachingZipImporter(zipimport.zipimporter):
         inner = f"{base}/__init__.py" if self.is_package(fullname) else f"{base}.py"
         return os.path.join(self.archive, self.prefix + inner)
 
-    def _source(self, fullname: str) -> tuple[bytes, str] | None:
-        """The module's source bytes and path, or None (bytecode only, or unreadable)."""
-        try:
-            path = self._source_path(fullname)
-            return self.get_data(path), path
-        except (OSError, ImportError):
-            return None
+    def _source(self, fullname: str, *, keep: bool) -> tuple[bytes, str] | None:
+        """The module's source bytes and path, or None (bytecode only, or unreadable).
+
+        The import system asks for the file name first, then for the code: with `keep`,
+        what was read from the zip waits for the second call, so each source is inflated once.
+        """
+        read: dict[str, tuple[bytes, str]] = self.__dict__.setdefault("_edibuild_read", {})
+        found = read.pop(fullname, None)
+        if found is None:
+            try:
+                path = self._source_path(fullname)
+                found = (self.get_data(path), path)
+            except (OSError, ImportError):
+                return None
+        if keep:
+            read[fullname] = found
+        return found
 
     def get_filename(self, fullname: str) -> str:
         """The module's source path, without compiling it (zipimport compiles to tell)."""
-        found = self._source(fullname)
+        found = self._source(fullname, keep=True)
         return found[1] if found else str(super().get_filename(fullname))
 
     def get_code(self, fullname: str) -> CodeType:
         """The module's code object, compiled at most once per source."""
-        found = self._source(fullname)
+        found = self._source(fullname, keep=False)
         if found is None:
             code: CodeType = super().get_code(fullname)
             return code
