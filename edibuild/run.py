@@ -200,6 +200,7 @@ def run(
     capture: bool = False,
     timeout: float | None = None,
     owned: bool = True,
+    append_to: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv (never through a shell); append its output to `log` if given.
 
@@ -208,14 +209,18 @@ def run(
     With `capture`, stdout is returned instead of logged. On failure with `check`,
     raise CommandFailed whose message is the command line and the tail of its log.
     `owned=False` is for a daemon that outlives edibuild on purpose (LXD): it is neither
-    marked as the build's nor ended with it.
+    marked as the build's nor ended with it. `append_to`: stdout goes to the end of this
+    file (a command whose output is an artifact), not to the log.
     """
     args = [os.fspath(a) for a in argv]
     line = command_line(args)
     if input is not None and not isinstance(input, bytes) and (log is None or capture):
         raise ValueError(f"streamed input needs a log and no capture: {line}")
+    if append_to is not None and capture:
+        raise ValueError(f"stdout cannot go both to a file and back: {line}")
     logf = _open_log(log, line)
-    stdout = subprocess.PIPE if capture else (logf or subprocess.DEVNULL)
+    sink = append_to.open("ab") if append_to is not None else None
+    stdout = subprocess.PIPE if capture else (sink or logf or subprocess.DEVNULL)
     stderr = logf if logf is not None else subprocess.PIPE
     started = time.monotonic()
     try:
@@ -237,6 +242,8 @@ def run(
     finally:
         if logf is not None:
             logf.close()
+        if sink is not None:
+            sink.close()
     proc = subprocess.CompletedProcess(args, code, out, err)
     if check and proc.returncode != 0:
         raise _failed(line, proc, log)

@@ -1,11 +1,12 @@
 """Stage configure: run the project's playbooks in a fresh LXD container, then save it.
 
 Input: import/image. Output: `container` (configured.tar.zst): the stopped container
-published as LXD's unified image tarball (metadata.yaml, templates/, rootfs/), zstd -3.
+as LXD's unified image tarball (metadata.yaml, rootfs/), zstd -3: read straight from the
+storage pool when it is a local folder (edibuild/lxd/poolread.py), else published.
 
 The whole life of the container stays inside this one build function: launch (with
 the project's profiles, and either the default profile's network or a proxy device
-to edibuild's apt proxy), playbooks, stop, publish and stream out, then removal in a
+to edibuild's apt proxy), playbooks, stop, export, then removal in a
 `finally`, so no later stage depends on a container that a crash could have left
 half-configured. The export stage turns the tarball into the reproducible rootfs.
 Leftovers of a killed run (same project, stage prefix, owner process gone) are
@@ -38,7 +39,7 @@ from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
-from edibuild.lxd import mirrors, names
+from edibuild.lxd import mirrors, names, poolread
 from edibuild.lxd.errors import BackendError, Refused
 from edibuild.run import say
 
@@ -311,19 +312,39 @@ def build(ctx: StageContext) -> Json:
             _tidy(box, network)
             say(f"configure: stopping and exporting container {name}")
             box.stop()
-            with box.exported() as tarball:  # compressed as it streams out of LXD
-                ctx.run(["zstd", "-q", "-T0", "-3", "-o", ctx.output("container")], input=tarball)
+            read_from = _export(ctx, backend, box)
     if plan.made:
         for gone in layers.prune(backend, ctx.project, plan.keys):
             say(f"configure: removed the older layer {gone}")
     return {
         "container": name,
         "network": network.mode,
+        "exported_from": read_from,
         "playbooks": playbooks,
         "python_bytecode_cached": cached,  # sources Ansible's modules compiled once, not per task
         "layers": plan.info(ctx.project),
         "apt_proxy": network.stats(),
     }
+
+
+ZSTD = ("zstd", "-q", "-T0", "-3")
+
+
+def _export(ctx: StageContext, backend: ContainerBackend, box: Instance) -> str:
+    """Write the stopped container as LXD's unified image tarball (zstd): read straight
+    from a local dir pool (see edibuild/lxd/poolread.py), else published and streamed out
+    of LXD. Return which of the two."""
+    target = ctx.output("container")
+    folder = backend.local_folder(box.name)
+    if folder is None:
+        with box.exported() as tarball:  # compressed as it streams out of LXD
+            ctx.run([*ZSTD, "-o", target], input=tarball)
+        return "publish"
+    metadata = poolread.metadata_yaml(folder, box.image_properties())
+    ctx.run([*ZSTD, "-o", target], input=poolread.metadata_member(metadata))
+    # A second zstd frame, after the first: one tar stream when decompressed.
+    ctx.run(poolread.tar_argv(folder, " ".join(ZSTD)), cwd=folder.rootfs, append_to=target)
+    return "storage pool"
 
 
 def clean_external(project: Project) -> None:

@@ -152,15 +152,20 @@ class StageContext:
         env: Mapping[str, str] | None = None,
         input: bytes | Iterable[bytes] | None = None,
         timeout: float | None = None,
+        append_to: Path | None = None,
     ) -> None:
-        """Run a command with its output going to this stage's log.
+        """Run a command with its output going to this stage's log (or its stdout to the
+        end of `append_to`).
 
         Its TMPDIR is in the stage's scratch space, so what it leaves there goes with it.
         """
         tmp = self.workdir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         env = {"TMPDIR": os.fspath(tmp), **(env or {})}
-        runner.run(argv, log=self.log, cwd=cwd, env=env, input=input, timeout=timeout)
+        runner.run(
+            argv, log=self.log, cwd=cwd, env=env, input=input, timeout=timeout,
+            append_to=append_to,
+        )  # fmt: skip
 
     @property
     def env(self) -> dict[str, str]:

@@ -21,7 +21,7 @@ import requests
 from pylxd import exceptions
 
 from edibuild.errors import StageFailed
-from edibuild.lxd import metadata, names
+from edibuild.lxd import metadata, names, poolread
 from edibuild.lxd.endpoints import INSTALL_HINT, Endpoint, find_endpoint
 from edibuild.lxd.errors import NotFound, Unreachable
 from edibuild.lxd.instance import LxdInstance
@@ -216,6 +216,34 @@ class LxdBackend:
             return False
         box.remove()
         return True
+
+    def local_folder(self, name: str) -> poolread.LocalFolder | None:
+        """Where stopped instance `name` keeps its files on this machine (a local `dir`
+        pool), with its id map; None when the files are elsewhere or cannot be read so."""
+        if not self._endpoint.is_local:
+            return None
+        with translated(f"looking up the storage of {name}"):
+            instance = self._client.instances.get(name)
+            devices = (instance.expanded_devices or {}).values()
+            root = next((d for d in devices if d.get("type") == "disk" and d.get("path") == "/"),
+                        None)  # fmt: skip
+            if root is None or not root.get("pool"):
+                return None
+            pool = self._client.storage_pools.get(root["pool"])
+        source = (pool.config or {}).get("source", "")
+        if pool.driver != "dir" or not source:
+            return None
+        config = instance.expanded_config or {}
+        privileged = str(config.get("security.privileged", "false")).lower() == "true"
+        ranges = poolread.id_ranges(instance.config or {}, privileged)
+        folder = Path(source) / "containers" / name
+        if ranges is None or not (folder / "rootfs").is_dir():
+            return None
+        if not (folder / "metadata.yaml").is_file():
+            return None
+        if ranges != (None, None) and not poolread.unshare_maps_ranges():
+            return None
+        return poolread.LocalFolder(folder, *ranges)
 
     # -- profiles and networks --------------------------------------------------------
 

@@ -243,20 +243,26 @@ class LxdInstance:
                 image.save(wait=True)
         return str(image.fingerprint)
 
-    def _publish(self, compression: str) -> Any:
-        """POST /1.0/images from this instance, with the ownership marks as properties."""
+    def image_properties(self) -> dict[str, str]:
+        """The properties an image of this instance gets: its `image.*` keys, and the
+        ownership marks of its project and of this process."""
         instance = self._instance
         properties = {
-            key.removeprefix("image."): value
+            key.removeprefix("image."): str(value)
             for key, value in (instance.expanded_config or instance.config or {}).items()
             if key.startswith("image.")
         }
         properties.update(names.image_marks(self.config.get(names.PROJECT_LABEL, "")))
+        return properties
+
+    def _publish(self, compression: str) -> Any:
+        """POST /1.0/images from this instance, with the ownership marks as properties."""
+        instance = self._instance
         data = {
             "public": False,
             "source": {"type": instance.type, "name": instance.name},
             "compression_algorithm": compression,
-            "properties": properties,
+            "properties": self.image_properties(),
         }
         client = instance.client
         response = client.api.images.post(json=data)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from edibuild.lxd.endpoints import Endpoint
+from edibuild.lxd.poolread import LocalFolder
 
 Devices = Mapping[str, Mapping[str, str]]
 
@@ -114,6 +115,9 @@ class Instance(Protocol):
     def exported(self) -> AbstractContextManager[Iterator[bytes]]:
         """The stopped instance as LXD's uncompressed unified image tarball, in chunks."""
 
+    def image_properties(self) -> dict[str, str]:
+        """The properties an image of this instance gets (`image.*` keys, ownership marks)."""
+
 
 class ContainerBackend(Protocol):
     """One LXD daemon: its images, instances, profiles and network."""
@@ -191,3 +195,6 @@ class ContainerBackend(Protocol):
 
     def default_network_works(self) -> bool:
         """True when the default profile has a NIC on a managed network that is up."""
+
+    def local_folder(self, name: str) -> LocalFolder | None:
+        """Where stopped instance `name` keeps its files on this machine, or None."""

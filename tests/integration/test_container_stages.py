@@ -7,14 +7,17 @@ and systemd-sysv: EDIBUILD_TEST_ROOTFS names one, else mmdebstrap makes one (~1 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import secrets
+import stat
+import struct
 import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -22,6 +25,7 @@ from edibuild.config.project import Bootstrap, Node, Project
 from edibuild.engine.stage import Stage, StageContext
 from edibuild.errors import StageFailed
 from edibuild.lxd import client as lxd
+from edibuild.lxd import names
 from edibuild.lxd.errors import BackendError
 from edibuild.lxd.settings import ContainerSettings, LxdSettings
 from stages import configure, container, export, import_
@@ -214,3 +218,123 @@ def test_failing_playbook(project: Project, rootfs: Path, tmp_path: Path, client
     assert "Step that is meant to break" in str(caught.value)
     assert "broken on purpose" in str(caught.value)
     assert leftovers(client, failing) == []
+
+
+# Files the pool read must carry as LXD's publish does: an owner other than root, a v2
+# file capability (stored shifted, as v3, in the pool), a user xattr, a hard link and a
+# symbolic link whose target starts with "./" (the rename of members must leave it).
+ODD_FILES = r"""
+import os, struct
+os.makedirs("/srv/odd", exist_ok=True)
+with open("/srv/odd/capable", "w") as f:
+    f.write("x")
+cap_net_raw = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
+os.setxattr("/srv/odd/capable", "security.capability", cap_net_raw)
+with open("/srv/odd/owned", "w") as f:
+    f.write("y")
+os.chown("/srv/odd/owned", 1000, 1001)
+os.setxattr("/srv/odd/owned", "user.edibuild", b"kept")
+os.link("/srv/odd/owned", "/srv/odd/hard")
+os.symlink("./owned", "/srv/odd/soft")
+"""
+
+
+class Entry(NamedTuple):
+    """What an unpacked file is, for comparing two trees."""
+
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    link: str
+    xattrs: dict[str, bytes]
+    data: bytes
+    nlink: int
+    mtime: int  # whole seconds
+
+
+ACLS = {"system.posix_acl_access", "system.posix_acl_default"}
+
+
+def comparable(entry: Entry) -> Entry:
+    """The entry without what depends on how the tree was unpacked (a folder's size: the
+    order its entries came in) or on rounding (mtime), and without ACLs (see below)."""
+    xattrs = {k: v for k, v in entry.xattrs.items() if k not in ACLS}
+    size = 0 if stat.S_ISDIR(entry.mode) else entry.size
+    return entry._replace(mtime=0, size=size, xattrs=xattrs)
+
+
+def tree_entries(root: Path) -> dict[str, Entry]:
+    """Every file under `root`, by its path there."""
+    found: dict[str, Entry] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(folder, name)
+            st = path.lstat()
+            keys = os.listxattr(path, follow_symlinks=False)
+            xattrs = {k: os.getxattr(path, k, follow_symlinks=False) for k in keys}
+            link = os.readlink(path) if path.is_symlink() else ""
+            data = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+            found[str(path.relative_to(root))] = Entry(
+                st.st_mode, st.st_uid, st.st_gid, st.st_size, link, xattrs, data,
+                st.st_nlink, int(st.st_mtime),
+            )  # fmt: skip
+    return found
+
+
+def test_pool_read_equals_publish(
+    project: Project, rootfs: Path, tmp_path: Path, client: Any
+) -> None:
+    """Read straight from the storage pool, the stopped container unpacks to the same
+    tree as LXD's publish of it: owners, modes, capabilities, xattrs, links, contents."""
+    ictx = run_import(project, rootfs, tmp_path, secrets.token_hex(16))
+    fingerprint = json.loads(ictx.output("image").read_text())["fingerprint"]
+    key = secrets.token_hex(16)
+    name = names.configure_container(project.name, key)
+    labels = names.labels(project.name, transient=True)
+    box = client.launch(name, fingerprint, profiles=["default"], devices={}, config=labels)
+    box.check(["python3", "-c", ODD_FILES], "making the odd files")
+    box.stop()
+    require(client.local_folder(name) is not None, "an LXD storage pool of the dir driver")
+    cctx = context(configure.STAGE, project, key, tmp_path, {})
+    assert configure._export(cctx, client, box) == "storage pool"
+    published = tmp_path / "published.tar.zst"
+    with box.exported() as chunks:
+        cctx.run([*configure.ZSTD, "-o", published], input=chunks)
+    trees = []
+    for archive in (cctx.output("container"), published):
+        tree = tmp_path / f"tree-{archive.name}"
+        tree.mkdir()
+        subprocess.run(export.unpack_command(archive, tree), check=True)
+        trees.append(tree_entries(tree))
+    pool, lxd_publish = trees
+    assert pool.keys() == lxd_publish.keys()
+    differing = {
+        k: (pool[k], lxd_publish[k])
+        for k in pool
+        if comparable(pool[k]) != comparable(lxd_publish[k])
+    }
+    assert differing == {}
+    # LXD 5.0's publish drops POSIX ACLs (journald's on /var/log/journal); the pool read keeps them.
+    assert [k for k in pool if ACLS & set(lxd_publish[k].xattrs)] == []
+    assert ACLS & set(pool["var/log/journal"].xattrs)
+    assert [k for k in pool if abs(pool[k].mtime - lxd_publish[k].mtime) > 1] == []  # rounding
+    cap = pool["srv/odd/capable"].xattrs["security.capability"]
+    assert cap[:4] == struct.pack("<I", 0x02000001)  # v2: unshifted, as the publish wrote it
+    owned = pool["srv/odd/owned"]
+    assert (owned.uid, owned.gid, owned.nlink, owned.xattrs["user.edibuild"]) == (
+        1000, 1001, 2, b"kept",
+    )  # fmt: skip
+    assert pool["srv/odd/soft"].link == "./owned"
+    with tarfile.open(fileobj=io.BytesIO(zstd_decompress(cctx.output("container")))) as tar:
+        first = tar.next()
+        assert first is not None and first.name == "metadata.yaml"
+        meta = tar.extractfile(first)
+        assert meta is not None
+        assert f"user.edibuild.project: {project.name}".encode() in meta.read()
+
+
+def zstd_decompress(path: Path) -> bytes:
+    """The decompressed bytes of a zstd file (every frame)."""
+    argv = ["zstd", "-q", "-d", "-c", str(path)]
+    return subprocess.run(argv, check=True, capture_output=True).stdout

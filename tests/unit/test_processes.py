@@ -147,3 +147,15 @@ def test_a_command_that_stops_reading_ends_the_stream_and_its_status_counts(tmp_
 def test_streamed_input_needs_a_log_and_no_capture() -> None:
     with pytest.raises(ValueError, match="streamed input"):
         run.run(["cat"], input=iter([b"a"]))
+
+
+def test_stdout_can_go_to_the_end_of_a_file_and_stderr_to_the_log(tmp_path: Path) -> None:
+    """Two commands append one after the other (two zstd frames make one archive so)."""
+    target, log = tmp_path / "out", tmp_path / "log"
+    target.write_bytes(b"start ")
+    run.run(["sh", "-c", "printf one; echo oops >&2"], log=log, append_to=target)
+    run.run(["printf", " two"], log=log, append_to=target)
+    assert target.read_bytes() == b"start one two"
+    assert "oops\n" in log.read_text() and "\none" not in log.read_text()
+    with pytest.raises(ValueError, match="both to a file"):
+        run.run(["true"], capture=True, append_to=target)
