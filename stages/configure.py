@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from edibuild.lxd import buildnet, client, layers
     from edibuild.lxd.buildnet import Network
     from edibuild.lxd.layers import Plan
+    from edibuild.lxd.poolread import LocalFolder
     from edibuild.lxd.protocol import ContainerBackend, Instance
 else:  # loaded when a build needs them, not at every doit start
     buildnet = lazy_import("edibuild.lxd.buildnet")
@@ -206,7 +207,7 @@ def _run_playbooks(
         unsaved += progress.seconds
         if plan.publishes(index, unsaved):
             with ctx.phase("save layers"):
-                _save_layer(ctx.project, backend, box, network, plan, index)
+                _save_layer(ctx, backend, box, network, plan, index)
             unsaved = 0.0
     return done
 
@@ -240,21 +241,40 @@ def _tidy(box: Instance, network: Network) -> None:
 
 
 def _save_layer(
-    project: Project,
+    ctx: StageContext,
     backend: ContainerBackend,
     box: Instance,
     network: Network,
     plan: Plan,
     i: int,
 ) -> None:
-    """Stop the container, publish it as the layer after playbook `i`, start it again."""
-    after = project.playbooks[i].key
+    """Stop the container, save it as the layer after playbook `i`, start it again."""
+    after = ctx.project.playbooks[i].key
     say(f"configure: saving the state after {after} as a layer")
     _tidy(box, network)
     box.stop()
-    plan.made.append(layers.publish(backend, box, project, plan.keys[i], after))
+    folder = backend.local_folder(box.name)
+    image_of = None if folder is None else functools.partial(_import, ctx, backend, box, folder)
+    plan.made.append(layers.publish(backend, box, ctx.project, plan.keys[i], after, image_of))
     box.start()
     _prepare(box, network)
+
+
+def _import(
+    ctx: StageContext,
+    backend: ContainerBackend,
+    box: Instance,
+    folder: LocalFolder,
+    description: str,
+) -> str:
+    """Make the stopped container an image by reading its folder and importing the
+    tarball (6.6 s for 1 GB here, where LXD's publish takes 10 s); return its fingerprint."""
+    tarball = ctx.scratch("layer.tar.zst")
+    try:
+        _write_unified(ctx, box, folder, tarball, description)
+        return backend.import_unified(tarball)
+    finally:
+        tarball.unlink(missing_ok=True)
 
 
 def _launch(
@@ -340,11 +360,22 @@ def _export(ctx: StageContext, backend: ContainerBackend, box: Instance) -> str:
         with box.exported() as tarball:  # compressed as it streams out of LXD
             ctx.run([*ZSTD, "-o", target], input=tarball)
         return "publish"
-    metadata = poolread.metadata_yaml(folder, box.image_properties())
+    _write_unified(ctx, box, folder, target)
+    return "storage pool"
+
+
+def _write_unified(
+    ctx: StageContext, box: Instance, folder: LocalFolder, target: Path, description: str = ""
+) -> None:
+    """Write the stopped container's folder as LXD's unified image tarball, zstd."""
+    properties = box.image_properties()
+    if description:
+        properties["description"] = description
+    metadata = poolread.metadata_yaml(folder, properties)
+    target.unlink(missing_ok=True)  # a run interrupted here left one
     ctx.run([*ZSTD, "-o", target], input=poolread.metadata_member(metadata))
     # A second zstd frame, after the first: one tar stream when decompressed.
     ctx.run(poolread.tar_argv(folder, " ".join(ZSTD)), cwd=folder.rootfs, append_to=target)
-    return "storage pool"
 
 
 def clean_external(project: Project) -> None:

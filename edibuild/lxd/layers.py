@@ -30,7 +30,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,13 +177,23 @@ def plan(
 
 
 def publish(
-    backend: ContainerBackend, box: Instance, project: Project, key: str, after: str
+    backend: ContainerBackend,
+    box: Instance,
+    project: Project,
+    key: str,
+    after: str,
+    image_of: Callable[[str], str] | None = None,
 ) -> dict[str, Json]:
-    """Publish the stopped container as the layer `key` (the state after `after`)."""
+    """Save the stopped container as the layer `key` (the state after `after`): through
+    `image_of` (given the description, it makes the image and returns its fingerprint),
+    else by LXD's publish."""
     name = alias(project, key)
     started = time.monotonic()
     description = f"edibuild {project.name}: configure state after {after} (key {key[:16]})"
-    fingerprint = box.publish(compression=COMPRESSION, description=description)
+    if image_of is not None:
+        fingerprint = image_of(description)
+    else:
+        fingerprint = box.publish(compression=COMPRESSION, description=description)
     try:
         backend.add_alias(fingerprint, name, description)
     except Refused:

@@ -222,3 +222,25 @@ def test_publish_aliases_the_layer_or_keeps_the_one_published_meanwhile(tmp_path
     made = layers.publish(backend, FakeBox(backend), project, chain[1], "20_b")
     assert made["fingerprint"] == theirs.fingerprint
     assert len(backend.store) == 2  # ours was deleted again, nothing without an alias is left
+
+
+def test_a_layer_made_another_way_is_aliased_the_same(tmp_path: Path) -> None:
+    """configure passes `image_of` (read from the pool, imported): no publish then."""
+    project = make_project(tmp_path, ["a", "b"])
+    chain = keys(project)
+    backend = FakeBackend()
+    asked: list[str] = []
+
+    def image_of(description: str) -> str:
+        asked.append(description)
+        backend.store["imported"] = Image("imported")
+        return "imported"
+
+    class NoPublish(FakeBox):
+        def publish(self, *, compression: str, description: str = "") -> str:
+            raise AssertionError("published although the image was made another way")
+
+    made = layers.publish(backend, NoPublish(backend), project, chain[0], "10_a", image_of)
+    assert made["fingerprint"] == "imported" and "configure state after 10_a" in asked[0]
+    found = backend.image_by_alias(layers.alias(project, chain[0]))
+    assert found is not None and found.fingerprint == "imported"
