@@ -37,15 +37,16 @@ from edibuild.config.includes import read_layer
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
+from edibuild.errors import CommandFailed
 from edibuild.image.reproducible import source_date_epoch
 from edibuild.lazy import lazy_import
-from edibuild.lxd import mirrors, names, poolread
+from edibuild.lxd import mirrors, names
 from edibuild.lxd.errors import BackendError, Refused
 from edibuild.run import say
 
 if TYPE_CHECKING:
     from edibuild.ansible import playbook
-    from edibuild.lxd import buildnet, client, layers
+    from edibuild.lxd import buildnet, client, layers, poolread
     from edibuild.lxd.buildnet import Network
     from edibuild.lxd.layers import Plan
     from edibuild.lxd.poolread import LocalFolder
@@ -54,6 +55,7 @@ else:  # loaded when a build needs them, not at every doit start
     buildnet = lazy_import("edibuild.lxd.buildnet")
     layers = lazy_import("edibuild.lxd.layers")
     client = lazy_import("edibuild.lxd.client")
+    poolread = lazy_import("edibuild.lxd.poolread")
     playbook = lazy_import("edibuild.ansible.playbook")
 
 
@@ -268,10 +270,15 @@ def _import(
     description: str,
 ) -> str:
     """Make the stopped container an image by reading its folder and importing the
-    tarball (6.6 s for 1 GB here, where LXD's publish takes 10 s); return its fingerprint."""
+    tarball (6.6 s for 1 GB here, where LXD's publish takes 10 s); return its fingerprint.
+    When the tarball cannot be written (scratch space full, say), LXD publishes it."""
     tarball = ctx.scratch("layer.tar.zst")
     try:
-        _write_unified(ctx, box, folder, tarball, description)
+        try:
+            _write_unified(ctx, box, folder, tarball, description)
+        except (CommandFailed, OSError) as exc:
+            say(f"configure: reading the container failed ({exc}); publishing it instead")
+            return box.publish(compression=layers.COMPRESSION, description=description)
         return backend.import_unified(tarball)
     finally:
         tarball.unlink(missing_ok=True)

@@ -202,7 +202,14 @@ def publish(
         existing = backend.image_by_alias(name)
         fingerprint = existing.fingerprint if existing is not None else ""
     seconds = round(time.monotonic() - started, 2)
-    return {"after": after, "alias": name, "fingerprint": fingerprint, "seconds": seconds}
+    way = "storage pool" if image_of is not None else "publish"
+    return {
+        "after": after,
+        "alias": name,
+        "fingerprint": fingerprint,
+        "seconds": seconds,
+        "made_from": way,
+    }
 
 
 def project_layers(backend: ContainerBackend, project: Project) -> list[tuple[str, Image]]:

@@ -12,10 +12,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from edibuild.lxd.endpoints import Endpoint
-from edibuild.lxd.poolread import LocalFolder
+
+if TYPE_CHECKING:  # only stages that export need it, not planning
+    from edibuild.lxd.poolread import LocalFolder
 
 Devices = Mapping[str, Mapping[str, str]]
 

@@ -242,5 +242,6 @@ def test_a_layer_made_another_way_is_aliased_the_same(tmp_path: Path) -> None:
 
     made = layers.publish(backend, NoPublish(backend), project, chain[0], "10_a", image_of)
     assert made["fingerprint"] == "imported" and "configure state after 10_a" in asked[0]
+    assert made["made_from"] == "storage pool"
     found = backend.image_by_alias(layers.alias(project, chain[0]))
     assert found is not None and found.fingerprint == "imported"
