@@ -182,18 +182,18 @@ def publish(
     project: Project,
     key: str,
     after: str,
-    image_of: Callable[[str], str] | None = None,
+    image_of: Callable[[str], tuple[str, str]] | None = None,
 ) -> dict[str, Json]:
     """Save the stopped container as the layer `key` (the state after `after`): through
-    `image_of` (given the description, it makes the image and returns its fingerprint),
-    else by LXD's publish."""
+    `image_of` (given the description, it makes the image and returns its fingerprint
+    and how it was made), else by LXD's publish."""
     name = alias(project, key)
     started = time.monotonic()
     description = f"edibuild {project.name}: configure state after {after} (key {key[:16]})"
     if image_of is not None:
-        fingerprint = image_of(description)
+        fingerprint, way = image_of(description)
     else:
-        fingerprint = box.publish(compression=COMPRESSION, description=description)
+        fingerprint, way = box.publish(compression=COMPRESSION, description=description), "publish"
     try:
         backend.add_alias(fingerprint, name, description)
     except Refused:
@@ -202,7 +202,6 @@ def publish(
         existing = backend.image_by_alias(name)
         fingerprint = existing.fingerprint if existing is not None else ""
     seconds = round(time.monotonic() - started, 2)
-    way = "storage pool" if image_of is not None else "publish"
     return {
         "after": after,
         "alias": name,

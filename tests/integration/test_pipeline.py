@@ -77,6 +77,8 @@ def test_cold_build_makes_every_artifact_and_boots(build: Build) -> None:
     assert configure["info"]["python_bytecode_cached"] > 20
     # LXD here has a dir pool: the container was read from it, not published.
     assert configure["info"]["exported_from"] == "storage pool"
+    made = [layer["made_from"] for layer in configure["info"]["layers"]["published"]]
+    assert set(made) <= {"storage pool"}  # none when the layers were in LXD already
     members = subprocess.run(
         ["tar", "--zstd", "-tf", build.artifacts_dir / "rootfs.tar.zst"],
         capture_output=True,

@@ -55,7 +55,7 @@ def test_a_layer_is_imported_and_its_tarball_removed(
     backend, box = Backend(), Box()
     folder = LocalFolder(tmp_path, None, None)
     got = configure._import(Ctx(tmp_path), backend, box, folder, "d")  # type: ignore[arg-type]
-    assert got == "imported" and box.published == []
+    assert got == ("imported", "storage pool") and box.published == []
     assert not backend.imported[0].exists()
 
 
@@ -70,5 +70,5 @@ def test_a_layer_that_cannot_be_written_is_published(
     backend, box = Backend(), Box()
     folder = LocalFolder(tmp_path, None, None)
     got = configure._import(Ctx(tmp_path), backend, box, folder, "desc")  # type: ignore[arg-type]
-    assert got == "published" and box.published == ["desc"] and backend.imported == []
+    assert got == ("published", "publish") and box.published == ["desc"] and backend.imported == []
     assert not (tmp_path / "layer.tar.zst").exists()

@@ -231,10 +231,10 @@ def test_a_layer_made_another_way_is_aliased_the_same(tmp_path: Path) -> None:
     backend = FakeBackend()
     asked: list[str] = []
 
-    def image_of(description: str) -> str:
+    def image_of(description: str) -> tuple[str, str]:
         asked.append(description)
         backend.store["imported"] = Image("imported")
-        return "imported"
+        return "imported", "storage pool"
 
     class NoPublish(FakeBox):
         def publish(self, *, compression: str, description: str = "") -> str:
@@ -242,6 +242,9 @@ def test_a_layer_made_another_way_is_aliased_the_same(tmp_path: Path) -> None:
 
     made = layers.publish(backend, NoPublish(backend), project, chain[0], "10_a", image_of)
     assert made["fingerprint"] == "imported" and "configure state after 10_a" in asked[0]
+    assert layers.publish(backend, FakeBox(backend), project, chain[1], "20_b")["made_from"] == (
+        "publish"
+    )
     assert made["made_from"] == "storage pool"
     found = backend.image_by_alias(layers.alias(project, chain[0]))
     assert found is not None and found.fingerprint == "imported"
