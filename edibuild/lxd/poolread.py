@@ -78,27 +78,24 @@ def id_ranges(
 
 def _range(entry: Mapping[str, object]) -> IdRange:
     """One entry of LXD's idmap JSON."""
-    values = [entry["Hostid"], entry["Nsid"], entry["Maprange"]]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+    values = (entry["Hostid"], entry["Nsid"], entry["Maprange"])
+    ids = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+    if len(ids) != len(values) or ids[2] == 0:
         raise ValueError(f"not an id range: {entry}")
-    host, inside, count = (int(str(v)) for v in values)
-    if count == 0:
-        raise ValueError(f"an empty id range: {entry}")
-    return IdRange(host, inside, count)
+    return IdRange(*ids)
 
 
 @functools.cache
 def unshare_maps_ranges() -> bool:
     """True when this machine's unshare has --map-users (util-linux 2.38 and later)."""
-    import subprocess  # only when exporting (not at planning)
+    from edibuild.errors import CommandFailed
+    from edibuild.run import run  # only when exporting (not at planning)
 
     try:
-        text = subprocess.run(
-            ["unshare", "--help"], capture_output=True, check=False, timeout=10
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+        found = run(["unshare", "--help"], capture=True, check=False, timeout=10)
+    except CommandFailed:  # not installed, or hung
         return False
-    return b"--map-users" in text
+    return b"--map-users" in found.stdout
 
 
 def tar_argv(folder: LocalFolder, compress: str) -> list[str]:
