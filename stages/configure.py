@@ -294,8 +294,9 @@ def _launch(
         **names.labels(ctx.project.name, transient=True),
         **container_environment(ctx.source_date_epoch),
     }
+    devices = {**net.devices, **backend.build_root()}  # edibuild's btrfs pool if there
     launch = functools.partial(
-        backend.launch, name, profiles=profiles, devices=net.devices, config=labels
+        backend.launch, name, profiles=profiles, devices=devices, config=labels
     )
     if plan.start:
         after = ctx.project.playbooks[plan.start - 1].key

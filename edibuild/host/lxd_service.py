@@ -1,5 +1,10 @@
 """Make sure a local LXD (or Incus) daemon runs and has a storage pool, starting it if needed.
 
+Where the daemon keeps containers in plain folders (a `dir` pool), a btrfs pool named
+`edibuild` is added for the build containers (edibuild/lxd/names.py BUILD_POOL): LXD
+unpacks a cached layer there once and then starts a container from it in about a
+second, where a dir pool unpacks the whole image (15 s for 1.5 GB) on every start.
+
 Only the standard library is used (the daemon is found and asked through
 edibuild/lxd/endpoints.py and unixhttp.py), so this also works from the system Python
 before edibuild's virtualenv exists.
@@ -21,6 +26,10 @@ from edibuild.lxd.endpoints import INSTALL_HINT, Endpoint, find_running, local_c
 from edibuild.run import command_line, run, say
 
 WAIT_SECONDS = 60
+BUILD_POOL = "edibuild"  # the same name as edibuild.lxd.names.BUILD_POOL
+# A sparse file below the daemon's folder, mounted with discard: it holds what is in use.
+BUILD_POOL_SIZE = "30GiB"
+NO_BUILD_POOL = "EDIBUILD_BUILD_POOL"  # set to `none`: no pool is added
 
 
 def _systemd_runs() -> bool:
@@ -121,6 +130,55 @@ def ensure_initialised(daemon: Endpoint, log: Path) -> bool:
     return True
 
 
+def wants_build_pool(
+    pools: Sequence[Mapping[str, Any]],
+    profile_devices: Mapping[str, Mapping[str, str]],
+    filesystems: str,
+    env: Mapping[str, str],
+) -> bool:
+    """True when the daemon should get edibuild's btrfs pool: it has none yet, the default
+    profile's root disk is on a `dir` pool, the kernel has btrfs (`filesystems` is
+    /proc/filesystems) and the user did not opt out."""
+    if env.get(NO_BUILD_POOL, "").lower() == "none":
+        return False
+    drivers = {str(p.get("name")): str(p.get("driver")) for p in pools}
+    if BUILD_POOL in drivers:
+        return False
+    root = next(
+        (d for d in profile_devices.values() if d.get("type") == "disk" and d.get("path") == "/"),
+        None,
+    )
+    if root is None or drivers.get(str(root.get("pool"))) != "dir":
+        return False
+    return any(line.split()[-1:] == ["btrfs"] for line in filesystems.splitlines())
+
+
+def ensure_build_pool(daemon: Endpoint, log: Path) -> bool:
+    """Add the btrfs pool `edibuild` for build containers when `wants_build_pool`; tell if
+    it did. A failure only warns: builds then use the default pool, more slowly."""
+    try:
+        filesystems = Path("/proc/filesystems").read_text()
+    except OSError:
+        return False
+    pools = unixhttp.get(daemon.socket, "/1.0/storage-pools?recursion=1") or []
+    profile = unixhttp.get(daemon.socket, "/1.0/profiles/default")
+    wanted = wants_build_pool(pools, profile.get("devices") or {}, filesystems, os.environ)
+    if not wanted or shutil.which("mkfs.btrfs") is None:
+        return False
+    client = "incus" if daemon.kind == "incus" else "lxc"
+    argv = [client, "storage", "create", BUILD_POOL, "btrfs", f"size={BUILD_POOL_SIZE}"]
+    say(
+        f"adding a btrfs storage pool for build containers: {command_line(argv)} (a sparse "
+        f"file; they start from a cached layer in 1 s there; {NO_BUILD_POOL}=none skips this)"
+    )
+    try:
+        run(argv, log=log, env=daemon.env)
+    except EdibuildError as exc:
+        say(f"warning: no btrfs pool, build containers use the default pool: {exc}")
+        return False
+    return True
+
+
 def ensure_lxd(repo: Path | None = None, daemons: Sequence[Endpoint] | None = None) -> str:
     """Find (or start) a local LXD/Incus daemon, initialise it if bare; return its socket path.
 
@@ -130,4 +188,5 @@ def ensure_lxd(repo: Path | None = None, daemons: Sequence[Endpoint] | None = No
     daemons = daemons or local_candidates()
     daemon = find_running(daemons) or start_daemon(daemons, repo)
     ensure_initialised(daemon, repo / ".edibuild" / "setup.log")
+    ensure_build_pool(daemon, repo / ".edibuild" / "setup.log")
     return str(daemon.socket)

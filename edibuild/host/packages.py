@@ -23,6 +23,7 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "mmdebstrap",
     "lxd",
     "lxd-client",
+    "btrfs-progs",  # edibuild's storage pool for build containers (lxd_service.py)
     "qemu-user-static",
     "binfmt-support",
     "arch-test",

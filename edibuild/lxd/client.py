@@ -217,9 +217,27 @@ class LxdBackend:
         box.remove()
         return True
 
+    def build_root(self) -> Devices:
+        """A root disk on edibuild's own pool (names.BUILD_POOL) when this daemon has it,
+        for build containers; none otherwise (the default profile's pool then)."""
+        with contextlib.suppress(NotFound), translated(f"storage pool {names.BUILD_POOL}"):
+            self._client.storage_pools.get(names.BUILD_POOL)
+            return {"root": {"type": "disk", "path": "/", "pool": names.BUILD_POOL}}
+        return {}
+
+    def _pool_folder(self, pool: Any) -> Path | None:
+        """Where a storage pool's volumes are folders on this machine: a dir pool's source,
+        a btrfs pool's mount below the daemon's folder; None for other drivers."""
+        source = (pool.config or {}).get("source", "")
+        if pool.driver == "dir" and source:
+            return Path(source)
+        if pool.driver == "btrfs":  # not visible from here for the snap (own mount space)
+            return self._endpoint.socket.parent / "storage-pools" / str(pool.name)
+        return None
+
     def local_folder(self, name: str) -> poolread.LocalFolder | None:
-        """Where stopped instance `name` keeps its files on this machine (a local `dir`
-        pool), with its id map; None when the files are elsewhere or cannot be read so."""
+        """Where stopped instance `name` keeps its files on this machine (a local `dir` or
+        btrfs pool), with its id map; None when the files are elsewhere or cannot be read so."""
         if not self._endpoint.is_local:
             return None
         with translated(f"looking up the storage of {name}"):
@@ -230,13 +248,13 @@ class LxdBackend:
             if root is None or not root.get("pool"):
                 return None
             pool = self._client.storage_pools.get(root["pool"])
-        source = (pool.config or {}).get("source", "")
-        if pool.driver != "dir" or not source:
+        pool_folder = self._pool_folder(pool)
+        if pool_folder is None:
             return None
         config = instance.expanded_config or {}
         privileged = str(config.get("security.privileged", "false")).lower() == "true"
         ranges = poolread.id_ranges(instance.config or {}, privileged)
-        folder = Path(source) / "containers" / name
+        folder = pool_folder / "containers" / name
         if ranges is None or not (folder / "rootfs").is_dir():
             return None
         if not (folder / "metadata.yaml").is_file():

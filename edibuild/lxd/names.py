@@ -41,6 +41,8 @@ LAYER_PREFIX = f"{PREFIX}layer-"
 DEV_PREFIX = f"{PREFIX}dev-"
 PROJECT_LABEL = "user.edibuild.project"
 OWNER_LABEL = "user.edibuild.owner"
+# The btrfs storage pool the host setup adds for build containers (edibuild/host/lxd_service.py).
+BUILD_POOL = "edibuild"
 
 
 def safe_name(text: str) -> str:

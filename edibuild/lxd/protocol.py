@@ -198,5 +198,8 @@ class ContainerBackend(Protocol):
     def default_network_works(self) -> bool:
         """True when the default profile has a NIC on a managed network that is up."""
 
+    def build_root(self) -> Devices:
+        """The root disk device build containers get (edibuild's own pool), or none."""
+
     def local_folder(self, name: str) -> LocalFolder | None:
         """Where stopped instance `name` keeps its files on this machine, or None."""

@@ -282,20 +282,24 @@ def tree_entries(root: Path) -> dict[str, Entry]:
     return found
 
 
+@pytest.mark.parametrize("pool", ["default", "build"])
 def test_pool_read_equals_publish(
-    project: Project, rootfs: Path, tmp_path: Path, client: Any
+    project: Project, rootfs: Path, tmp_path: Path, client: Any, pool: str
 ) -> None:
-    """Read straight from the storage pool, the stopped container unpacks to the same
-    tree as LXD's publish of it: owners, modes, capabilities, xattrs, links, contents."""
+    """Read straight from the storage pool (the default profile's dir pool and edibuild's
+    btrfs build pool), the stopped container unpacks to the same tree as LXD's publish of
+    it: owners, modes, capabilities, xattrs, links, contents."""
+    devices = client.build_root() if pool == "build" else {}
+    require(pool == "default" or bool(devices), "edibuild's btrfs pool (the setup adds it)")
     ictx = run_import(project, rootfs, tmp_path, secrets.token_hex(16))
     fingerprint = json.loads(ictx.output("image").read_text())["fingerprint"]
     key = secrets.token_hex(16)
     name = names.configure_container(project.name, key)
     labels = names.labels(project.name, transient=True)
-    box = client.launch(name, fingerprint, profiles=["default"], devices={}, config=labels)
+    box = client.launch(name, fingerprint, profiles=["default"], devices=devices, config=labels)
     box.check(["python3", "-c", ODD_FILES], "making the odd files")
     box.stop()
-    require(client.local_folder(name) is not None, "an LXD storage pool of the dir driver")
+    require(client.local_folder(name) is not None, "an LXD storage pool of the dir or btrfs driver")
     cctx = context(configure.STAGE, project, key, tmp_path, {})
     assert configure._export(cctx, client, box) == "storage pool"
     published = tmp_path / "published.tar.zst"

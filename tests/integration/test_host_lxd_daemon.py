@@ -72,6 +72,7 @@ def test_starts_and_initialises_a_bare_daemon(private_lxd_dir: Path) -> None:
     assert socket == str(daemon.socket)
     pools = _lxc(socket, "storage", "list", "--format", "csv")
     assert pools.startswith("default,dir,")
+    assert "\nedibuild,btrfs," in pools  # the build pool: containers start from a layer in 1 s
     profile = _lxc(socket, "profile", "device", "show", "default")
     assert "pool: default" in profile and "path: /" in profile
     networks = unixhttp.get(daemon.socket, "/1.0/networks?recursion=1")

@@ -51,3 +51,42 @@ def test_nothing_installed_says_how_to_install(
     assert "no LXD or Incus found" in str(info.value)
     hint = info.value.hint or ""
     assert "apt-get install lxd" in hint and "lxd init" in hint and "lxd --group root" in hint
+
+
+_DIR_ROOT = {"root": {"type": "disk", "path": "/", "pool": "default"}}
+_BTRFS_KERNEL = "nodev\tsysfs\nnodev\ttmpfs\n\tbtrfs\n\text4\n"
+
+
+@pytest.mark.parametrize(
+    ("pools", "devices", "filesystems", "env", "wanted"),
+    [
+        ([{"name": "default", "driver": "dir"}], _DIR_ROOT, _BTRFS_KERNEL, {}, True),
+        (
+            [{"name": "default", "driver": "dir"}, {"name": "edibuild", "driver": "btrfs"}],
+            _DIR_ROOT,
+            _BTRFS_KERNEL,
+            {},
+            False,
+        ),
+        ([{"name": "default", "driver": "zfs"}], _DIR_ROOT, _BTRFS_KERNEL, {}, False),
+        ([{"name": "default", "driver": "dir"}], _DIR_ROOT, "nodev\tsysfs\n\text4\n", {}, False),
+        (
+            [{"name": "default", "driver": "dir"}],
+            _DIR_ROOT,
+            _BTRFS_KERNEL,
+            {"EDIBUILD_BUILD_POOL": "none"},
+            False,
+        ),
+        ([{"name": "default", "driver": "dir"}], {}, _BTRFS_KERNEL, {}, False),
+    ],
+    ids=["dir-root", "already-there", "zfs-root", "no-btrfs", "opted-out", "no-root-disk"],
+)
+def test_build_pool_is_added_only_over_a_dir_pool(
+    pools: list[dict[str, str]],
+    devices: dict[str, dict[str, str]],
+    filesystems: str,
+    env: dict[str, str],
+    wanted: bool,
+) -> None:
+    """The btrfs pool comes only where it helps (a dir root), once, and never when opted out."""
+    assert lxd_service.wants_build_pool(pools, devices, filesystems, env) is wanted
