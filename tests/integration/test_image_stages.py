@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 MIRROR = "http://deb.debian.org/debian"
 EPOCH = 1700000000
 TIMINGS: dict[str, float] = {}
-PACKAGES = "python3,systemd-sysv,linux-image-amd64,initramfs-tools,udev"
+PACKAGES = "python3,systemd-sysv,linux-image-cloud-amd64,initramfs-tools,udev"  # virtio: qemu
 
 
 def project(sections: Mapping[str, Json], name: str = "imgtest") -> Project:
