@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from edibuild.config.project import Project
 from edibuild.data import Json
 from edibuild.engine.stage import Stage, StageContext, Tool
+from edibuild.store import ramscratch
 
 
 def outputs(project: Project) -> Mapping[str, str]:
@@ -35,14 +36,18 @@ def build(ctx: StageContext) -> Json:
     bmaptool maps the blocks a file has on disk, and where an image has holes depends on
     the file systems it was copied through (a tmpfs scratch space, a cache on another
     disk): mapping a copy that makes every zero block a hole gives a block map that
-    depends on the image's bytes only, like the cache key it is stored under.
+    depends on the image's bytes only, like the cache key it is stored under. The copy
+    goes to memory when it fits (its data only: a third of the image), since writing it
+    to the disk beside the image took 3 s of the stage's 4.7.
     """
     image = ctx.input("disk", "image")
-    canonical = ctx.scratch(image.name)
-    ctx.run(["cp", "--sparse=always", image, canonical])
-    bmap = ctx.output("bmap")
-    bmap.parent.mkdir(parents=True, exist_ok=True)
-    ctx.run(["bmaptool", "create", "-o", bmap, canonical], env=ctx.env)
+    data = image.stat().st_blocks * 512
+    with ramscratch.tree_dir(ctx.scratch("canonical"), data) as folder:
+        canonical = folder / image.name
+        ctx.run(["cp", "--sparse=always", image, canonical])
+        bmap = ctx.output("bmap")
+        bmap.parent.mkdir(parents=True, exist_ok=True)
+        ctx.run(["bmaptool", "create", "-o", bmap, canonical], env=ctx.env)
     return {"image_size": image.stat().st_size}
 
 
