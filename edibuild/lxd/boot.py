@@ -17,6 +17,7 @@ from edibuild.errors import StageFailed
 from edibuild.lxd.protocol import Executed
 
 BOOTED = ("running", "degraded", "maintenance")
+POLL = 0.2  # seconds between two looks; a container boots in about a second
 BOOTING = ("initializing", "starting")
 Execute = Callable[[Sequence[str]], Executed]
 
@@ -44,7 +45,8 @@ def wait_for_boot(
             if execute(["systemctl", "cancel", *jobs])[0] != 0:
                 return
             stuck = 0
-        sleep(0.5)
+            continue  # the boot goes on at once: look again now
+        sleep(POLL)
     raise StageFailed(f"container {name} did not finish booting within {timeout:.0f} s")
 
 
