@@ -67,6 +67,12 @@ def edit_rows(target: list[str]) -> list[Scenario]:
             target=Target(20),
         ),
         Scenario(
+            "3b. a second edit of the last playbook (its layer was used once: unpacked in LXD)",
+            target,
+            edit(cleanup, "  tasks:\n", marker_task("/etc/edibuild-bench-again")),
+            target=Target(20),
+        ),
+        Scenario(
             "4. playbook comment edit",
             target,
             edit(cleanup, "---\n", "---\n# a comment (bench edit)\n"),
